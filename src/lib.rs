@@ -5,7 +5,9 @@
 //! and is tested natively; `wasm` holds the only code that touches the Workers runtime: the R2
 //! adapter and the fetch entry point.
 
+pub mod http;
 pub mod protocol;
+pub mod quota;
 pub mod room;
 pub mod service;
 pub mod store;
