@@ -137,7 +137,8 @@ async fn route<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> HttpRespo
     if !is_delete && request.method != "POST" {
         return HttpResponse::bare_text(405, "Method not allowed");
     }
-    if request.body.len() > MAX_BODY_BYTES {
+    let declared_length = request.header("Content-Length").and_then(|n| n.parse::<usize>().ok());
+    if request.body.len() > MAX_BODY_BYTES || declared_length.is_some_and(|n| n > MAX_BODY_BYTES) {
         return HttpResponse::cors_text(413, format!("Request body too large: the limit is {MAX_BODY_BYTES} bytes"));
     }
 
@@ -158,7 +159,7 @@ async fn serve<S: Store>(request: &HttpRequest, is_delete: bool, cx: Context<'_,
         Ok("{}".into())
     } else {
         let answer = service::poll(store, &body, cx.now_ms, cx.fresh_delete_key).await?;
-        Ok(answer.to_json().to_string())
+        Ok(answer.to_json())
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::protocol::{Body, Rejection};
 use crate::room::{PublishOutcome, RoomIndex, View};
 use crate::store::{Precondition, Store, StoreError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Compare-and-swap attempts before giving up with 503. Each failed attempt means another writer
 /// succeeded, so a storm of N simultaneous writers needs at most N attempts.
@@ -46,13 +46,19 @@ pub struct PollAnswer {
     pub delete_key: Option<String>,
 }
 
+/// The answer's wire form, fields in the reference's order.
+#[derive(serde::Serialize)]
+struct WireAnswer<'a> {
+    ps: &'a [Value],
+    pk: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dk: Option<&'a str>,
+}
+
 impl PollAnswer {
-    pub fn to_json(&self) -> Value {
-        let mut answer = json!({ "ps": self.view.peers, "pk": self.view.packages });
-        if let Some(dk) = &self.delete_key {
-            answer["dk"] = json!(dk);
-        }
-        answer
+    pub fn to_json(&self) -> String {
+        let wire = WireAnswer { ps: &self.view.peers, pk: &self.view.packages, dk: self.delete_key.as_deref() };
+        serde_json::to_string(&wire).expect("an answer always serializes")
     }
 }
 
@@ -272,8 +278,8 @@ mod tests {
     #[test]
     fn the_answer_has_the_wire_shape() {
         let answer = PollAnswer { view: View::default(), delete_key: Some("k".into()) };
-        assert_eq!(answer.to_json(), json!({"ps": [], "pk": [], "dk": "k"}));
+        assert_eq!(answer.to_json(), r#"{"ps":[],"pk":[],"dk":"k"}"#);
         let answer = PollAnswer { view: View::default(), delete_key: None };
-        assert_eq!(answer.to_json(), json!({"ps": [], "pk": []}));
+        assert_eq!(answer.to_json(), r#"{"ps":[],"pk":[]}"#);
     }
 }
