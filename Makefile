@@ -1,0 +1,60 @@
+# The two commands: `make dev` (build and serve locally) and `make test` (everything CI runs).
+# Toolchain pieces that take minutes to compile are installed once into $(TOOLS) and reused.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PORT ?= 8787
+TOOLS ?= $(HOME)/.cache/p2pcf-rs
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p;}' Cargo.lock)
+WORKER_BUILD_VERSION := $(shell sed -n '/^name = "worker"$$/{n;s/version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen
+WORKER_BUILD := $(TOOLS)/worker-build-$(WORKER_BUILD_VERSION)/bin/worker-build
+NODE_BIN := node_modules/.bin
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export WRANGLER_SEND_METRICS := false
+
+.PHONY: dev test unit e2e build tools bench deploy clean
+
+## dev: build, then serve the worker with a local R2 bucket on http://127.0.0.1:$(PORT)
+dev: build
+	$(NODE_BIN)/wrangler dev --ip 127.0.0.1 --port $(PORT) --persist-to .wrangler/state --show-interactive-dev-session=false
+
+## test: native unit tests, the wasm build, then the end-to-end suites against ours and the reference
+test: unit build e2e
+
+unit:
+	cargo test --quiet
+
+e2e: build
+	node tests/run.mjs
+
+## build: the worker bundle in build/ (wasm + JS shim), with the pinned toolchain
+build: tools
+	WASM_BINDGEN_BIN=$(WASM_BINDGEN) WASM_OPT_BIN=$(CURDIR)/$(NODE_BIN)/wasm-opt ESBUILD_BIN=$(CURDIR)/$(NODE_BIN)/esbuild \
+		$(WORKER_BUILD) --release
+	@wasm=build/index_bg.wasm; echo "wasm: $$(wc -c < $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
+
+tools: $(WASM_BINDGEN) $(WORKER_BUILD) node_modules/.installed
+	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown
+
+# Compiled once (~10 minutes each), then reused from $(TOOLS) by every checkout.
+$(WASM_BINDGEN):
+	cargo install --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+$(WORKER_BUILD):
+	cargo install --root $(TOOLS)/worker-build-$(WORKER_BUILD_VERSION) worker-build --version $(WORKER_BUILD_VERSION)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## bench: cost and speed, ours against the reference, in one run (writes BENCHMARKS.md)
+bench: build
+	node tests/bench/run.mjs
+
+## deploy: deploy to your Cloudflare account (see INSTALL.md)
+deploy: build
+	$(NODE_BIN)/wrangler deploy
+
+clean:
+	rm -rf build target .wrangler

@@ -1,0 +1,65 @@
+// Start and stop workers under `wrangler dev`, each with its own port, inspector port and local R2.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler')
+
+/** Our worker (repo root wrangler.toml) and the reference (tests/reference/wrangler.toml). */
+export const CONFIGS = {
+  ours: ROOT,
+  reference: join(ROOT, 'tests/reference')
+}
+
+export async function freePort () {
+  return new Promise((res, rej) => {
+    const server = createServer()
+    server.once('error', rej)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => res(port))
+    })
+  })
+}
+
+/**
+ * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags.
+ * Resolves to { url, stop, log } once the worker answers GET /.
+ */
+export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind], config } = {}) {
+  const port = await freePort()
+  const inspectorPort = await freePort()
+  const state = mkdtempSync(join(tmpdir(), `p2pcf-${kind}-`))
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
+    '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'warn']
+  if (config) args.push('--config', config)
+  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
+  const child = spawn(WRANGLER, args, {
+    cwd,
+    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true
+  })
+  let log = ''
+  child.stdout.on('data', d => { log += d })
+  child.stderr.on('data', d => { log += d })
+  const url = `http://127.0.0.1:${port}`
+  const stop = () => {
+    try { process.kill(-child.pid, 'SIGTERM') } catch {}
+    rmSync(state, { recursive: true, force: true })
+  }
+  const deadline = Date.now() + 90_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break
+    try {
+      const res = await fetch(url + '/')
+      if (res.status === 200) return { url, stop, log: () => log }
+    } catch {}
+    await new Promise(r => setTimeout(r, 250))
+  }
+  stop()
+  throw new Error(`${kind} worker did not start on ${url}:\n${log}`)
+}
