@@ -122,8 +122,9 @@ fn parse_room(r: Option<&Value>) -> Result<String, Rejection> {
     };
     match (valid, r) {
         (true, Some(Value::String(s))) => Ok(s.clone()),
-        // The reference concatenates the raw value onto the message, JavaScript-style.
-        _ => Err(Rejection::bad_request(format!("Bad room id{}", js_string(r)))),
+        // The reference concatenates the raw value onto the message, JavaScript-style; we do too,
+        // but keep the message one short line.
+        _ => Err(Rejection::bad_request(format!("Bad room id{}", one_line(&js_string(r))))),
     }
 }
 
@@ -223,6 +224,25 @@ fn is_truthy(value: &Value) -> bool {
     }
 }
 
+/// Longest echo of a client's value in an error message.
+const MAX_ECHO_CHARS: usize = 100;
+
+/// Escape control characters and cut long text, so an echoed value keeps a message on one line.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(MAX_ECHO_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.chars().count() > MAX_ECHO_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 /// How JavaScript renders a value in string concatenation (`'Bad room id' + payload.r`).
 pub fn js_string(value: Option<&Value>) -> String {
     match value {
@@ -307,6 +327,8 @@ mod tests {
         assert_eq!(message(&json!({"r": {"a": 1}})), "Bad room id[object Object]");
         assert_eq!(message(&json!({"r": "x".repeat(65)})), format!("Bad room id{}", "x".repeat(65)));
         assert!(parse(&json!({"r": "x".repeat(64)})).is_ok());
+        assert_eq!(message(&json!({"r": "a\nb"})), "Bad room ida\\nb");
+        assert_eq!(message(&json!({"r": "y".repeat(500)})), format!("Bad room id{}…", "y".repeat(100)));
     }
 
     #[test]
