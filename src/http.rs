@@ -5,11 +5,14 @@
 //! `worker::Request` into an `HttpRequest`, calls `handle`, and converts the answer back; so the
 //! whole of the worker's behaviour is testable natively against `MemoryStore`.
 
+use crate::batch::Committer;
 use crate::protocol::{parse_body, Rejection};
 use crate::quota::{Admission, Gate, Ledgers, QuotaPolicy};
 use crate::service::{self, Failure};
 use crate::store::{OpCounts, Store};
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 
 /// Largest request body accepted (413 beyond). A newcomer in a 100-peer room publishes one
 /// handshake package per peer, at most ~1.5 KiB each: ~150 KiB, plus its peer data.
@@ -85,6 +88,10 @@ pub struct Context<'a, S: Store> {
     pub store: Option<&'a S>,
     pub policy: &'a QuotaPolicy,
     pub ledgers: &'a RefCell<Ledgers>,
+    /// Group-commit queues for rooms with writes in flight in this isolate.
+    pub committer: &'a Committer,
+    /// A short timer, for requests waiting on another's group commit.
+    pub pause: &'a dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>,
     /// Worker clock, ms since the epoch.
     pub now_ms: f64,
     /// Source of fresh delete keys (the platform CSPRNG in production).
@@ -155,10 +162,10 @@ async fn serve<S: Store>(request: &HttpRequest, is_delete: bool, cx: Context<'_,
         return Err(Failure::Unavailable("No R2 bucket is bound to this worker; see INSTALL.md".into()));
     };
     if is_delete {
-        service::leave(store, &body, cx.now_ms).await?;
+        service::leave(store, cx.committer, cx.pause, &body, cx.now_ms).await?;
         Ok("{}".into())
     } else {
-        let answer = service::poll(store, &body, cx.now_ms, cx.fresh_delete_key).await?;
+        let answer = service::poll(store, cx.committer, cx.pause, &body, cx.now_ms, || (cx.fresh_delete_key)()).await?;
         Ok(answer.to_json())
     }
 }
@@ -214,12 +221,13 @@ mod tests {
         store: MemoryStore,
         policy: QuotaPolicy,
         ledgers: RefCell<Ledgers>,
+        committer: Committer,
         bucket: bool,
     }
 
     impl Worker {
         fn new() -> Self {
-            Worker { store: MemoryStore::new(), policy: QuotaPolicy::default(), ledgers: RefCell::default(), bucket: true }
+            Worker { store: MemoryStore::new(), policy: QuotaPolicy::default(), ledgers: RefCell::default(), committer: Committer::default(), bucket: true }
         }
 
         fn send(&self, method: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
@@ -234,6 +242,8 @@ mod tests {
                 store: self.bucket.then_some(&self.store),
                 policy: &self.policy,
                 ledgers: &self.ledgers,
+                committer: &self.committer,
+                pause: &|| Box::pin(crate::testing::yield_now()),
                 now_ms: NOW,
                 fresh_delete_key: &mut keys,
             };

@@ -5,6 +5,7 @@
 //! and is tested natively; `wasm` holds the only code that touches the Workers runtime: the R2
 //! adapter and the fetch entry point.
 
+pub mod batch;
 pub mod http;
 pub mod protocol;
 pub mod quota;

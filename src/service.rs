@@ -2,13 +2,16 @@
 //!
 //! Every change is read–modify–compare-and-swap on the room's one index object: if another
 //! writer got in between our read and our write, the write is refused and we merge again onto the
-//! newer state. That is why no join can be lost, however many peers arrive at once. A poll that
-//! changes nothing is a single read.
+//! newer state (`batch::commit`). That is why no join can be lost, however many peers arrive at
+//! once. Changes in flight together in one isolate share one such write (`batch::Committer`). A
+//! poll that changes nothing is a single read.
 
 use crate::protocol::{Body, Rejection};
-use crate::room::{PublishOutcome, RoomIndex, View};
+use crate::batch::{not_found, Change, Committer};
+use crate::room::{RoomIndex, View};
 use crate::store::{Precondition, Store, StoreError};
 use serde_json::Value;
+use std::future::Future;
 
 /// Compare-and-swap attempts before giving up with 503. Each failed attempt means another writer
 /// succeeded, so a storm of N simultaneous writers needs at most N attempts.
@@ -40,7 +43,7 @@ impl From<Rejection> for Failure {
 }
 
 /// The answer to a poll: `{ps, pk, dk?}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PollAnswer {
     pub view: View,
     pub delete_key: Option<String>,
@@ -68,12 +71,12 @@ pub fn room_key(room: &str) -> String {
 }
 
 /// A room as read from storage, with the precondition a write-back must meet.
-struct Loaded {
-    index: RoomIndex,
-    write_condition: Precondition,
+pub(crate) struct Loaded {
+    pub index: RoomIndex,
+    pub write_condition: Precondition,
 }
 
-async fn load<S: Store>(store: &S, key: &str) -> Result<Loaded, Failure> {
+pub(crate) async fn load<S: Store>(store: &S, key: &str) -> Result<Loaded, Failure> {
     match store.get(key).await? {
         None => Ok(Loaded { index: RoomIndex::default(), write_condition: Precondition::Absent }),
         Some(stored) => {
@@ -85,7 +88,7 @@ async fn load<S: Store>(store: &S, key: &str) -> Result<Loaded, Failure> {
 }
 
 /// Write `index` if nobody else wrote since we read it. `Ok(false)` means: read again and retry.
-async fn write_back<S: Store>(store: &S, key: &str, index: &RoomIndex, condition: Precondition) -> Result<bool, Failure> {
+pub(crate) async fn write_back<S: Store>(store: &S, key: &str, index: &RoomIndex, condition: Precondition) -> Result<bool, Failure> {
     let body = index.to_json();
     if body.len() > MAX_ROOM_BYTES {
         return Err(Rejection { status: 413, message: "Room is full: too much peer data is stored in it".into() }.into());
@@ -93,57 +96,37 @@ async fn write_back<S: Store>(store: &S, key: &str, index: &RoomIndex, condition
     Ok(store.put_if(key, body, Some(condition)).await?.is_some())
 }
 
-fn too_busy() -> Failure {
+pub(crate) fn too_busy() -> Failure {
     Failure::Unavailable("The room is too busy right now, try again".into())
 }
 
-/// Serve a POST: a read-only poll, or a publish (`d` and `p`) followed by the same view.
-pub async fn poll<S: Store>(store: &S, body: &Body, now_ms: f64, mut fresh_delete_key: impl FnMut() -> String) -> Result<PollAnswer, Failure> {
-    let key = room_key(&body.room);
-    let (Some(caller), Some(packages)) = (&body.peer, &body.packages) else {
-        let loaded = load(store, &key).await?;
+/// Serve a POST: a read-only poll (one read), or a publish (`d` and `p`) committed with whatever
+/// else is in flight for the room, answered with the view after it.
+pub async fn poll<S: Store, P: Future<Output = ()>>(
+    store: &S,
+    committer: &Committer,
+    pause: impl Fn() -> P,
+    body: &Body,
+    now_ms: f64,
+    fresh_delete_key: impl FnOnce() -> String,
+) -> Result<PollAnswer, Failure> {
+    if !body.is_publish() {
+        let loaded = load(store, &room_key(&body.room)).await?;
         return Ok(PollAnswer { view: loaded.index.view(body, now_ms), delete_key: None });
-    };
-
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let Loaded { mut index, write_condition } = load(store, &key).await?;
-        let delete_key = match index.publish(caller, packages, now_ms, &mut fresh_delete_key) {
-            PublishOutcome::Unchanged { delete_key } => delete_key,
-            PublishOutcome::Changed { delete_key } => {
-                if !write_back(store, &key, &index, write_condition).await? {
-                    continue;
-                }
-                delete_key
-            }
-        };
-        return Ok(PollAnswer { view: index.view(body, now_ms), delete_key: Some(delete_key) });
     }
-    Err(too_busy())
+    let change = Change::Publish { body: body.clone(), fresh_delete_key: fresh_delete_key() };
+    committer.submit(store, &body.room, change, now_ms, pause).await
 }
 
 /// Serve a leave (DELETE, or POST with `X-Worker-Method: DELETE`): remove the caller's row.
-pub async fn leave<S: Store>(store: &S, body: &Body, now_ms: f64) -> Result<(), Failure> {
-    let Some(delete_key) = body.delete_key.as_deref() else {
+pub async fn leave<S: Store, P: Future<Output = ()>>(store: &S, committer: &Committer, pause: impl Fn() -> P, body: &Body, now_ms: f64) -> Result<(), Failure> {
+    if body.delete_key.is_none() {
         return Err(Rejection::bad_request("Missing delete key").into());
-    };
-    let not_found = || Failure::Rejected(Rejection { status: 404, message: "No delete key".into() });
-    let Some(context) = body.context.as_deref() else {
-        return Err(not_found());
-    };
-    let session = body.peer.as_ref().map(|peer| peer.data.session_id.as_str());
-    let key = room_key(&body.room);
-
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let Loaded { mut index, write_condition } = load(store, &key).await?;
-        if !index.leave(context, session, delete_key) {
-            return Err(not_found());
-        }
-        index.prune(now_ms);
-        if write_back(store, &key, &index, write_condition).await? {
-            return Ok(());
-        }
     }
-    Err(too_busy())
+    if body.context.is_none() {
+        return Err(not_found());
+    }
+    committer.submit(store, &body.room, Change::Leave { body: body.clone() }, now_ms, pause).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -151,7 +134,8 @@ mod tests {
     use super::*;
     use crate::protocol::parse_body;
     use crate::store::MemoryStore;
-    use crate::testing::{block_on, join_all};
+    use crate::testing::{block_on, join_all, yield_now};
+    use crate::batch::Committer;
     use serde_json::json;
     use std::cell::Cell;
     use std::rc::Rc;
@@ -184,12 +168,12 @@ mod tests {
     fn a_steady_poll_is_one_read_whatever_the_room_size() {
         let store = MemoryStore::new();
         for n in 0..50 {
-            block_on(poll(&store, &publish_body(n, json!([])), NOW, keys())).unwrap();
+            block_on(poll(&store, &Committer::default(), yield_now, &publish_body(n, json!([])), NOW, keys())).unwrap();
         }
         let before = store.ops();
         let mut identified = publish_body(7, json!([]));
         identified.packages = None; // what the p2pcf client sends between heartbeats
-        let answer = block_on(poll(&store, &identified, NOW, keys())).unwrap();
+        let answer = block_on(poll(&store, &Committer::default(), yield_now, &identified, NOW, keys())).unwrap();
         let after = store.ops();
         assert_eq!(answer.view.peers.len(), 49);
         assert_eq!((after.get - before.get, after.put - before.put), (1, 0));
@@ -198,7 +182,7 @@ mod tests {
     #[test]
     fn a_writer_slipping_in_between_read_and_write_is_not_lost() {
         let store = MemoryStore::new();
-        block_on(poll(&store, &publish_body(1, json!([])), NOW, keys())).unwrap();
+        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, json!([])), NOW, keys())).unwrap();
         // Just before our write lands, peer 2 publishes (once).
         let fired = Rc::new(Cell::new(false));
         let flag = fired.clone();
@@ -210,9 +194,9 @@ mod tests {
                 s.force_put(&room_key("room-1"), &other.to_json());
             }
         });
-        block_on(poll(&store, &publish_body(3, json!([])), NOW, keys())).unwrap();
+        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(3, json!([])), NOW, keys())).unwrap();
         assert!(fired.get());
-        let seen = block_on(poll(&store, &observer(), NOW, keys())).unwrap();
+        let seen = block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap();
         assert_eq!(seen.view.peers.len(), 3, "all of peers 1, 2 and 3 are in the room");
         assert_eq!(store.ops().put, 3, "one refused write, then the retry");
     }
@@ -221,19 +205,21 @@ mod tests {
     fn twenty_simultaneous_joins_all_land() {
         let store = crate::testing::YieldingStore::new(MemoryStore::new());
         let bodies: Vec<Body> = (0..20).map(|n| publish_body(n, json!([]))).collect();
-        let results = block_on(join_all(bodies.iter().map(|b| poll(&store, b, NOW, keys())).collect()));
+        // a committer each: as if every joiner were served by a different isolate
+        let committers: Vec<Committer> = bodies.iter().map(|_| Committer::default()).collect();
+        let results = block_on(join_all(bodies.iter().zip(&committers).map(|(b, c)| poll(&store, c, yield_now, b, NOW, keys())).collect()));
         assert!(results.iter().all(Result::is_ok));
-        let seen = block_on(poll(&store, &observer(), NOW, keys())).unwrap();
+        let seen = block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap();
         assert_eq!(seen.view.peers.len(), 20);
     }
 
     #[test]
     fn storage_failure_is_unavailable_and_changes_nothing() {
         let store = MemoryStore::new();
-        block_on(poll(&store, &publish_body(1, json!([])), NOW, keys())).unwrap();
+        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, json!([])), NOW, keys())).unwrap();
         let before = store.peek(&room_key("room-1"));
         store.fail_next(1);
-        let err = block_on(poll(&store, &publish_body(2, json!([])), NOW, keys())).unwrap_err();
+        let err = block_on(poll(&store, &Committer::default(), yield_now, &publish_body(2, json!([])), NOW, keys())).unwrap_err();
         assert!(matches!(err, Failure::Unavailable(_)));
         assert_eq!(store.peek(&room_key("room-1")), before);
     }
@@ -242,8 +228,8 @@ mod tests {
     fn the_same_timestamp_is_not_written_twice() {
         let store = MemoryStore::new();
         let body = publish_body(1, json!([]));
-        let first = block_on(poll(&store, &body, NOW, keys())).unwrap();
-        let second = block_on(poll(&store, &body, NOW, keys())).unwrap();
+        let first = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap();
+        let second = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap();
         assert_eq!(store.ops().put, 1);
         assert_eq!(first.delete_key, second.delete_key);
     }
@@ -252,17 +238,17 @@ mod tests {
     fn leaving_removes_the_row_with_the_right_key_only() {
         let store = MemoryStore::new();
         let body = publish_body(1, json!([]));
-        let dk = block_on(poll(&store, &body, NOW, keys())).unwrap().delete_key.unwrap();
+        let dk = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap().delete_key.unwrap();
         let mut leave_body = body.clone();
         leave_body.delete_key = Some("wrong".into());
-        let err = block_on(leave(&store, &leave_body, NOW)).unwrap_err();
+        let err = block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap_err();
         assert_eq!(err, Failure::Rejected(Rejection { status: 404, message: "No delete key".into() }));
         leave_body.delete_key = None;
-        let err = block_on(leave(&store, &leave_body, NOW)).unwrap_err();
+        let err = block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap_err();
         assert_eq!(err, Failure::Rejected(Rejection::bad_request("Missing delete key")));
         leave_body.delete_key = Some(dk);
-        block_on(leave(&store, &leave_body, NOW)).unwrap();
-        assert!(block_on(poll(&store, &observer(), NOW, keys())).unwrap().view.peers.is_empty());
+        block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap();
+        assert!(block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap().view.peers.is_empty());
     }
 
     #[test]
@@ -270,7 +256,7 @@ mod tests {
         let store = MemoryStore::new();
         let big = "x".repeat(60);
         let packages: Vec<Value> = (0..80_000).map(|_| json!(["sess-1", big])).collect();
-        let err = block_on(poll(&store, &publish_body(1, Value::Array(packages)), NOW, keys())).unwrap_err();
+        let err = block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, Value::Array(packages)), NOW, keys())).unwrap_err();
         assert!(matches!(err, Failure::Rejected(Rejection { status: 413, .. })));
         assert!(store.keys().is_empty());
     }

@@ -5,16 +5,22 @@
 
 mod r2;
 
+use crate::batch::Committer;
 use crate::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
 use crate::quota::{Ledgers, QuotaPolicy};
 use r2::R2Store;
 use std::cell::RefCell;
-use worker::{event, Bucket, Context, Date, Env, Headers, Request, Response, Result};
+use worker::{event, Bucket, Context, Date, Delay, Env, Headers, Request, Response, Result};
 
 thread_local! {
     /// Per-origin quota ledgers, kept for the life of the isolate.
     static LEDGERS: &'static RefCell<Ledgers> = Box::leak(Box::default());
+    /// Group-commit queues, shared by the requests this isolate serves concurrently.
+    static COMMITTER: &'static Committer = Box::leak(Box::default());
 }
+
+/// How often a request queued behind another's group commit checks for its result.
+const GROUP_COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Length of a delete key, as the reference (24 characters of [A-Za-z0-9]).
 const DELETE_KEY_LEN: usize = 24;
@@ -40,6 +46,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         store: store.as_ref(),
         policy: &policy,
         ledgers,
+        committer: COMMITTER.with(|committer| *committer),
+        pause: &|| Box::pin(Delay::from(GROUP_COMMIT_PAUSE)),
         now_ms: Date::now().as_millis() as f64,
         fresh_delete_key: &mut fresh_delete_key,
     };

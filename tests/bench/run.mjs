@@ -133,6 +133,7 @@ async function main () {
   const summary = []
   try {
     for (const [i, scenario] of SCENARIOS.entries()) {
+      if (process.env.BENCH_ONLY && !scenario.name.includes(process.env.BENCH_ONLY)) continue
       const seed = 1000 + i
       process.stdout.write(`${scenario.name}: ours…`)
       const mineRun = await runScenario(ours.url, scenario, seed)

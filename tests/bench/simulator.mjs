@@ -52,7 +52,10 @@ export class Tally {
 
   record (res, ms, isPoll) {
     this.requests++
-    if (res.status !== 200) this.errors++
+    if (res.status !== 200) {
+      this.errors++
+      if (process.env.BENCH_DEBUG) console.error(res.status, res.headers.get('server-timing'))
+    }
     const match = /get=(\d+) put=(\d+) delete=(\d+) list=(\d+)/.exec(res.headers.get('server-timing') || '')
     if (match) {
       const [get, put, del, list] = match.slice(1).map(Number)
