@@ -10,6 +10,7 @@ WORKER_BUILD_VERSION := $(shell sed -n '/^name = "worker"$$/{n;s/version = "\(.*
 WASM_BINDGEN := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen
 WORKER_BUILD := $(TOOLS)/worker-build-$(WORKER_BUILD_VERSION)/bin/worker-build
 NODE_BIN := node_modules/.bin
+CHROMIUM ?= /usr/bin/chromium
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 
@@ -25,13 +26,21 @@ test: unit build e2e
 unit:
 	cargo test --quiet
 
-e2e: build
+e2e: build $(CHROMIUM)
 	node tests/run.mjs
 
-## build: the worker bundle in build/ (wasm + JS shim), with the pinned toolchain
+# The browser suites drive Debian's Chromium (playwright-core cannot download a browser here).
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+## build: the worker bundle in build/ (wasm + JS shim) and the demo's static assets, with the pinned toolchain
 build: tools
 	WASM_BINDGEN_BIN=$(WASM_BINDGEN) WASM_OPT_BIN=$(CURDIR)/$(NODE_BIN)/wasm-opt ESBUILD_BIN=$(CURDIR)/$(NODE_BIN)/esbuild \
 		$(WORKER_BUILD) --release
+	rm -rf build/assets && mkdir -p build/assets
+	cp demo/demo.html demo/demo.css demo/demo.js build/assets/
+	cp node_modules/p2pcf/dist/p2pcf.js build/assets/p2pcf.js  # the demo's client, served as-is from npm
 	@wasm=build/index_bg.wasm; echo "wasm: $$(wc -c < $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
 
 tools: $(WASM_BINDGEN) $(WORKER_BUILD) node_modules/.installed

@@ -202,6 +202,7 @@ fn status_page(has_bucket: bool) -> HttpResponse {
          <h1 style=\"font-size: 1.4em\">P2PCF signalling worker (Rust)</h1><p>{status}</p>\
          <p>Point a <code>p2pcf</code> client at this URL with the <code>workerUrl</code> option. \
          <a href=\"/INSTALL.md\">INSTALL.md</a> explains how to deploy your own.</p>\
+         <p><a href=\"/demo\">Open the demo room</a>: chat and video between browser tabs, through this worker.</p>\
          </body></html>"
     );
     HttpResponse::new(200, &[("Content-Type", "text/html")], Some(page))

@@ -97,8 +97,16 @@ export class SimPeer {
     const headers = { 'Content-Type': 'application/json ' }
     if (leave) headers['X-Worker-Method'] = 'DELETE'
     const started = performance.now()
-    const res = await fetch(this.url, { method: 'POST', headers, body: JSON.stringify(payload), keepalive: leave })
-    const text = await res.text()
+    let res, text
+    try {
+      res = await fetch(this.url, { method: 'POST', headers, body: JSON.stringify(payload), keepalive: leave })
+      text = await res.text()
+    } catch (err) {
+      this.tally.requests++
+      this.tally.errors++
+      if (process.env.BENCH_DEBUG) console.error('network error', err.cause?.code ?? err.message)
+      return null
+    }
     this.tally.record(res, performance.now() - started, isPoll)
     try { return JSON.parse(text) } catch { return null }
   }

@@ -1,0 +1,51 @@
+// Browser plumbing for the suites: Debian's Chromium driven by playwright-core, and a tiny static
+// server for the test page and the p2pcf@1.3.14 dist bundle (served from node_modules, unchanged).
+import { createServer } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+
+export const CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']
+
+export async function launchChromium () {
+  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS })
+}
+
+/** Serve `routes` ({ '/path': [contentType, absoluteFile] }); resolves to { url, close }. */
+export async function serveFiles (routes) {
+  const server = createServer((req, res) => {
+    const route = routes[new URL(req.url, 'http://x').pathname]
+    if (!route) {
+      res.writeHead(404).end('not found')
+      return
+    }
+    res.writeHead(200, { 'Content-Type': route[0], 'Cache-Control': 'no-store' }).end(readFileSync(route[1]))
+  })
+  await new Promise(r => server.listen(0, '127.0.0.1', r))
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() }
+}
+
+/** The reference client's page: tests/browser/peer.html plus node_modules/p2pcf/dist/p2pcf.js. */
+export function serveReferenceClient () {
+  return serveFiles({
+    '/': ['text/html', join(ROOT, 'tests/browser/peer.html')],
+    '/p2pcf.js': ['text/javascript', join(ROOT, 'node_modules/p2pcf/dist/p2pcf.js')]
+  })
+}
+
+/** Poll `check` until it returns a truthy value or `ms` pass. */
+export async function waitFor (check, ms, what) {
+  const deadline = Date.now() + ms
+  let last
+  while (Date.now() < deadline) {
+    last = await check()
+    if (last) return last
+    await new Promise(r => setTimeout(r, 100))
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+}

@@ -1,0 +1,137 @@
+// Drop-in, proven in real browsers: the unmodified p2pcf@1.3.14 client in headless Chromium, each
+// peer in its own browser context, pointed at our locally running worker.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { launchChromium, serveReferenceClient, waitFor } from '../lib/browser.mjs'
+import { randomId, send } from '../lib/p2pcf.mjs'
+
+const OURS = process.env.OURS_URL
+let browser
+let site
+
+before(async () => {
+  browser = await launchChromium()
+  site = await serveReferenceClient()
+})
+after(async () => {
+  await browser?.close()
+  site?.close()
+})
+
+/** Open a peer in its own context; records the worker requests it makes. */
+async function openPeer (room, client) {
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const workerRequests = []
+  page.on('request', req => {
+    if (req.url().startsWith(OURS) && req.method() === 'POST') {
+      let body = null
+      try { body = JSON.parse(req.postData() || 'null') } catch {}
+      workerRequests.push({ at: Date.now(), body, headers: req.headers() })
+    }
+  })
+  page.on('pageerror', err => console.error(`[${client}] page error:`, err.message))
+  const openedAt = Date.now()
+  await page.goto(`${site.url}/?room=${room}&client=${client}&worker=${encodeURIComponent(OURS)}`)
+  await page.waitForFunction(() => window.started === true, null, { timeout: 20_000 })
+  const sessionId = await page.evaluate(() => window.sessionId)
+  return { context, page, sessionId, openedAt, workerRequests, client }
+}
+
+const connected = peer => peer.page.evaluate(() => window.connectedPeers())
+const roomSessions = async room => (await send(OURS, { body: { r: room } })).json.ps.map(row => row[0])
+
+async function waitConnected (peer, count) {
+  return waitFor(async () => (await connected(peer)).length >= count && connected(peer), 30_000, `${peer.client} to connect to ${count} peer(s)`)
+}
+
+test('two peers connect and exchange short and 100 kB messages both ways, byte-exact', async () => {
+  const room = randomId('browser-')
+  const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
+  await waitConnected(a, 1)
+  await waitConnected(b, 1)
+  const cases = [[1, 11], [2, 100_000]]
+  for (const [from, to] of [[a, b], [b, a]]) {
+    for (const [seed, length] of cases) await from.page.evaluate(([id, s, l]) => window.sendTo(id, s, l), [to.sessionId, seed, length])
+  }
+  for (const [from, to] of [[a, b], [b, a]]) {
+    const digests = await waitFor(async () => {
+      const got = await to.page.evaluate(id => window.receivedDigest(id), from.sessionId)
+      return got.length === cases.length && got
+    }, 20_000, `${to.client} to receive both messages`)
+    const expected = await to.page.evaluate(cs => Promise.all(cs.map(([s, l]) => window.digestOf(s, l))), cases)
+    assert.deepEqual(digests, expected, `${from.client} → ${to.client}`)
+  }
+  const firstMessage = await b.page.evaluate(() => window.firstMessageAt)
+  console.log(`browser: page load to first message ${firstMessage - b.openedAt} ms (second peer; polling at p2pcf defaults)`)
+  await a.context.close()
+  await b.context.close()
+})
+
+test('a four-peer room forms a full mesh', async () => {
+  const room = randomId('mesh-')
+  const peers = []
+  for (const name of ['anna', 'bert', 'cleo', 'dora']) peers.push(await openPeer(room, name))
+  for (const peer of peers) {
+    const ids = await waitConnected(peer, 3)
+    const others = peers.filter(p => p !== peer).map(p => p.sessionId).sort()
+    assert.deepEqual([...ids].sort(), others, `${peer.client} is connected to everyone else`)
+  }
+  for (const peer of peers) await peer.context.close()
+})
+
+test('a peer that closes its page leaves: others get peerclose and the worker stops listing it', async () => {
+  const room = randomId('leave-')
+  const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
+  await waitConnected(a, 1)
+  await waitConnected(b, 1)
+  assert.deepEqual((await roomSessions(room)).sort(), [a.sessionId, b.sessionId].sort())
+  await b.page.close({ runBeforeUnload: true })
+  await waitFor(() => a.page.evaluate(id => window.events.some(e => e.type === 'peerclose' && e.id === id), b.sessionId), 20_000, 'peerclose')
+  const remaining = await waitFor(async () => {
+    const sessions = await roomSessions(room)
+    return !sessions.includes(b.sessionId) && sessions
+  }, 5_000, 'the worker to drop the closed peer')
+  assert.deepEqual(remaining, [a.sessionId])
+  const leave = b.workerRequests.find(r => r.headers['x-worker-method'] === 'DELETE')
+  assert.ok(leave, 'the closing page sent its leave with X-Worker-Method: DELETE')
+  assert.equal(typeof leave.body.dk, 'string')
+  await a.context.close()
+  await b.context.close()
+})
+
+test('a media track added after connecting is renegotiated over the DataChannel, not the worker', async () => {
+  const room = randomId('media-')
+  const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
+  await waitConnected(a, 1)
+  await waitConnected(b, 1)
+  // once connected, each client publishes once more (its packages are cleared); let that settle
+  await new Promise(r => setTimeout(r, 3000))
+  const publishes = () => [...a.workerRequests, ...b.workerRequests].filter(r => r.body?.d && r.body?.p).length
+  const before = publishes()
+  const addedAt = Date.now()
+  await a.page.evaluate(id => window.addCamera(id), b.sessionId)
+  await waitFor(() => b.page.evaluate(id => window.events.some(e => e.type === 'track' && e.id === id && e.kind === 'video'), a.sessionId), 20_000, 'the video track to arrive')
+  console.log(`browser: video track arrived ${Date.now() - addedAt} ms after addTrack; publishes during renegotiation: ${publishes() - before}`)
+  assert.equal(publishes() - before, 0, 'no publish (d + p) reached the worker during renegotiation')
+  await a.context.close()
+  await b.context.close()
+})
+
+test('a reloaded page rejoins with the same context id and leaves no ghost', async () => {
+  const room = randomId('reload-')
+  const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
+  await waitConnected(a, 1)
+  const contextBefore = await b.page.evaluate(() => window.contextId)
+  await b.page.reload()
+  await b.page.waitForFunction(() => window.started === true, null, { timeout: 20_000 })
+  const contextAfter = await b.page.evaluate(() => window.contextId)
+  const newSession = await b.page.evaluate(() => window.sessionId)
+  assert.equal(contextAfter, contextBefore, 'history state kept the context id')
+  assert.notEqual(newSession, b.sessionId)
+  await waitFor(async () => (await connected(a)).includes(newSession), 30_000, 'the reloaded peer to reconnect')
+  const sessions = await roomSessions(room)
+  assert.deepEqual(sessions.sort(), [a.sessionId, newSession].sort(), 'exactly the two live sessions, no ghost')
+  await a.context.close()
+  await b.context.close()
+})
