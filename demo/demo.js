@@ -65,7 +65,7 @@ function removeVideo (peerId) {
 
 function join (room, name) {
   history.replaceState(history.state, '', `#${encodeURIComponent(room)}`)
-  localStorage.setItem('p2pcf-demo-name', name)
+  sessionStorage.setItem('p2pcf-demo-name', name) // per tab: two tabs are two people
   $('join').classList.add('hidden')
   $('room-view').classList.remove('hidden')
   $('room-label').textContent = `Room ${room}`
@@ -94,7 +94,7 @@ function join (room, name) {
 }
 
 $('room').value = decodeURIComponent(location.hash.slice(1)) || `room-${Math.random().toString(36).slice(2, 8)}`
-$('name').value = localStorage.getItem('p2pcf-demo-name') || randomName()
+$('name').value = sessionStorage.getItem('p2pcf-demo-name') || randomName()
 
 $('join-form').addEventListener('submit', event => {
   event.preventDefault()

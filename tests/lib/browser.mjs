@@ -49,3 +49,35 @@ export async function waitFor (check, ms, what) {
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`)
 }
+
+/**
+ * A pass-through HTTP proxy in front of `target` that records every request with the worker's
+ * answer: { method, headers, body (parsed JSON or null), status, answer }. It sees what pages send
+ * even while they unload (keepalive requests), which the browser's own instrumentation misses.
+ */
+export async function recordingProxy (target) {
+  const log = []
+  const server = createServer(async (req, res) => {
+    const chunks = []
+    for await (const chunk of req) chunks.push(chunk)
+    const raw = Buffer.concat(chunks)
+    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k)))
+    const record = { at: Date.now(), method: req.method, headers, body: null, status: null, answer: null }
+    try { record.body = JSON.parse(raw.toString() || 'null') } catch {}
+    log.push(record)
+    try {
+      const answer = await fetch(target + req.url, { method: req.method, headers, body: ['GET', 'HEAD'].includes(req.method) ? undefined : raw })
+      const body = Buffer.from(await answer.arrayBuffer())
+      record.status = answer.status
+      record.answer = body.toString()
+      const out = {}
+      answer.headers.forEach((v, k) => { if (!['content-length', 'transfer-encoding', 'content-encoding'].includes(k)) out[k] = v })
+      res.writeHead(answer.status, out).end(body)
+    } catch (err) {
+      record.status = 502
+      res.writeHead(502).end(String(err))
+    }
+  })
+  await new Promise(r => server.listen(0, '127.0.0.1', r))
+  return { url: `http://127.0.0.1:${server.address().port}`, log, close: () => server.close() }
+}

@@ -2,40 +2,39 @@
 // peer in its own browser context, pointed at our locally running worker.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { launchChromium, serveReferenceClient, waitFor } from '../lib/browser.mjs'
+import { mkdirSync } from 'node:fs'
+import { launchChromium, recordingProxy, serveReferenceClient, waitFor } from '../lib/browser.mjs'
 import { randomId, send } from '../lib/p2pcf.mjs'
 
 const OURS = process.env.OURS_URL
 let browser
 let site
+let worker // the recording proxy in front of our worker, which the pages use
 
 before(async () => {
   browser = await launchChromium()
   site = await serveReferenceClient()
+  worker = await recordingProxy(OURS)
 })
 after(async () => {
   await browser?.close()
   site?.close()
+  worker?.close()
 })
 
-/** Open a peer in its own context; records the worker requests it makes. */
+/** What the worker was sent by (and answered to) the peer with `sessionId`. */
+const requestsOf = sessionId => worker.log.filter(r => r.method === 'POST' && r.body?.d?.[0] === sessionId)
+
+/** Open a peer in its own context, pointed at our worker (through the recording proxy). */
 async function openPeer (room, client) {
   const context = await browser.newContext()
   const page = await context.newPage()
-  const workerRequests = []
-  page.on('request', req => {
-    if (req.url().startsWith(OURS) && req.method() === 'POST') {
-      let body = null
-      try { body = JSON.parse(req.postData() || 'null') } catch {}
-      workerRequests.push({ at: Date.now(), body, headers: req.headers() })
-    }
-  })
   page.on('pageerror', err => console.error(`[${client}] page error:`, err.message))
   const openedAt = Date.now()
-  await page.goto(`${site.url}/?room=${room}&client=${client}&worker=${encodeURIComponent(OURS)}`)
+  await page.goto(`${site.url}/?room=${room}&client=${client}&worker=${encodeURIComponent(worker.url)}`)
   await page.waitForFunction(() => window.started === true, null, { timeout: 20_000 })
   const sessionId = await page.evaluate(() => window.sessionId)
-  return { context, page, sessionId, openedAt, workerRequests, client }
+  return { context, page, sessionId, openedAt, client }
 }
 
 const connected = peer => peer.page.evaluate(() => window.connectedPeers())
@@ -93,9 +92,10 @@ test('a peer that closes its page leaves: others get peerclose and the worker st
     return !sessions.includes(b.sessionId) && sessions
   }, 5_000, 'the worker to drop the closed peer')
   assert.deepEqual(remaining, [a.sessionId])
-  const leave = b.workerRequests.find(r => r.headers['x-worker-method'] === 'DELETE')
+  const leave = requestsOf(b.sessionId).find(r => r.headers['x-worker-method'] === 'DELETE')
   assert.ok(leave, 'the closing page sent its leave with X-Worker-Method: DELETE')
   assert.equal(typeof leave.body.dk, 'string')
+  assert.deepEqual([leave.status, leave.answer], [200, '{}'], 'the worker accepted the leave')
   await a.context.close()
   await b.context.close()
 })
@@ -107,7 +107,7 @@ test('a media track added after connecting is renegotiated over the DataChannel,
   await waitConnected(b, 1)
   // once connected, each client publishes once more (its packages are cleared); let that settle
   await new Promise(r => setTimeout(r, 3000))
-  const publishes = () => [...a.workerRequests, ...b.workerRequests].filter(r => r.body?.d && r.body?.p).length
+  const publishes = () => [...requestsOf(a.sessionId), ...requestsOf(b.sessionId)].filter(r => r.body.p).length
   const before = publishes()
   const addedAt = Date.now()
   await a.page.evaluate(id => window.addCamera(id), b.sessionId)
@@ -134,4 +134,29 @@ test('a reloaded page rejoins with the same context id and leaves no ghost', asy
   assert.deepEqual(sessions.sort(), [a.sessionId, newSession].sort(), 'exactly the two live sessions, no ghost')
   await a.context.close()
   await b.context.close()
+})
+
+test('the demo page at /demo connects two tabs of one browser and chats', async () => {
+  const room = randomId('demo-')
+  const context = await browser.newContext({ viewport: { width: 900, height: 640 } })
+  const tabs = [await context.newPage(), await context.newPage()]
+  for (const tab of tabs) {
+    tab.on('pageerror', err => console.error('[demo] page error:', err.message))
+    await tab.goto(`${OURS}/demo#${room}`)
+  }
+  for (const tab of tabs) {
+    await tab.waitForFunction(() => document.getElementById('status').textContent === 'connected to 1 peer', null, { timeout: 30_000 })
+  }
+  await tabs[0].fill('#message', 'hello from the first tab')
+  await tabs[0].click('#chat-form button')
+  await tabs[1].waitForFunction(() => [...document.querySelectorAll('#log li')].some(li => li.textContent.includes('hello from the first tab')), null, { timeout: 10_000 })
+  const dir = new URL('../.artifacts/', import.meta.url)
+  mkdirSync(dir, { recursive: true })
+  for (const [i, tab] of tabs.entries()) await tab.screenshot({ path: new URL(`demo-tab-${i + 1}.png`, dir).pathname })
+  console.log(`demo: screenshots of both connected tabs in ${new URL(dir).pathname}`)
+  // the status page links to the demo and to the install guide
+  const status = await (await fetch(OURS + '/')).text()
+  assert.ok(status.includes('href="/demo"') && status.includes('href="/INSTALL.md"'))
+  assert.equal((await fetch(OURS + '/INSTALL.md')).status, 200)
+  await context.close()
 })
