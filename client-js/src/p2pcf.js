@@ -1,0 +1,404 @@
+// P2PCF: serverless WebRTC signalling through a P2PCF worker, for browsers and Node.
+//
+// Same API, options and wire format as p2pcf 1.3.14 (peers of both connect to each other), written
+// from scratch with no runtime dependencies. The worker is polled: a read-only first poll, then
+// identified polls that carry packages only when they change or the data nears expiry
+// (heartbeat); fast polling after any change in the peer list, slow otherwise, optional idle
+// polling. Peers connect with the minimal-SDP hole punch: the later joiner ("B") publishes one
+// package with its ICE credentials, fingerprint and candidates, the other ("A") answers with its
+// candidates; everything after that travels over the DataChannel.
+import { Emitter } from './emitter.js'
+import { Peer } from './peer.js'
+import { Reassembler, chunk, needsChunking, toBytes } from './chunks.js'
+import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates } from './sdp.js'
+
+const DEFAULT_STUN = [{ urls: 'stun:stun1.l.google.com:19302' }, { urls: 'stun:global.stun.twilio.com:3478' }]
+const DEFAULT_TURN = ['turn:openrelay.metered.ca:80', 'turn:openrelay.metered.ca:443', 'turn:openrelay.metered.ca:443?transport=tcp']
+  .map(urls => ({ urls, username: 'openrelayproject', credential: 'openrelayproject' }))
+/** Signals sent over the DataChannel start with these four 16-bit words. */
+const SIGNAL_HEADER = [0x82ab, 0x81cd, 0x1295, 0xa1cb]
+const TRICKLE_TIMEOUT_MS = 3000
+const PROBE_TIMEOUT_MS = 5000
+const PACKAGE_LIFETIME_MS = 60000
+/** Keep at most this much queued on a DataChannel while sending a large message. */
+const SEND_BUFFER_HIGH = 1 << 20
+const SEND_BUFFER_LOW = 256 << 10
+
+function randomString (length) {
+  const bytes = crypto.getRandomValues(new Uint8Array(length))
+  return btoa(String.fromCharCode(...bytes)).replaceAll('=', '')
+}
+
+function withSignalHeader (json) {
+  const payload = new TextEncoder().encode(json)
+  const bytes = new Uint8Array(SIGNAL_HEADER.length * 2 + payload.byteLength + (payload.byteLength % 2))
+  const view = new DataView(bytes.buffer)
+  SIGNAL_HEADER.forEach((word, i) => view.setUint16(i * 2, word, true))
+  bytes.set(payload, SIGNAL_HEADER.length * 2)
+  return bytes
+}
+
+function readSignal (bytes) {
+  if (bytes.byteLength < SIGNAL_HEADER.length * 2) return null
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (SIGNAL_HEADER.some((word, i) => view.getUint16(i * 2, true) !== word)) return null
+  return JSON.parse(new TextDecoder().decode(bytes.subarray(SIGNAL_HEADER.length * 2)).replace(/\0$/, ''))
+}
+
+/** The context id survives page reloads in history state (browsers), else comes from options. */
+function contextIdFor (option) {
+  const history = globalThis.history
+  if (!history?.replaceState) return option || randomString(20)
+  if (!history.state?._p2pcfContextId) history.replaceState({ ...history.state, _p2pcfContextId: option || randomString(20) }, '', globalThis.location?.href)
+  return history.state._p2pcfContextId
+}
+
+export class P2PCF extends Emitter {
+  constructor (clientId = '', roomId = '', options = {}) {
+    super()
+    if (clientId.length < 4) throw new Error('Client ID must be at least four characters')
+    if (roomId.length < 4) throw new Error('Room ID must be at least four characters')
+    const o = options
+    Object.assign(this, {
+      clientId,
+      roomId,
+      workerUrl: (o.workerUrl || 'https://p2pcf.minddrop.workers.dev').replace(/\/$/, ''),
+      stunIceServers: o.stunIceServers || DEFAULT_STUN,
+      turnIceServers: o.turnIceServers || DEFAULT_TURN,
+      networkChangePollIntervalMs: o.networkChangePollIntervalMs || 15000,
+      stateExpirationIntervalMs: o.stateExpirationIntervalMs || 120000,
+      stateHeartbeatWindowMs: o.stateHeartbeatWindowMs || 30000,
+      fastPollingDurationMs: o.fastPollingDurationMs || 10000,
+      fastPollingRateMs: o.fastPollingRateMs || 1500,
+      slowPollingRateMs: o.slowPollingRateMs || 5000,
+      idlePollingAfterMs: o.idlePollingAfterMs || Infinity,
+      idlePollingRateMs: o.idlePollingRateMs || Infinity,
+      connectTimeoutMs: o.connectTimeoutMs || 15000,
+      maxMessageBytes: o.maxMessageBytes || 64 * 1024 * 1024,
+      peerOptions: o.rtcPeerConnectionOptions || {}
+    })
+    this.rtc = o.rtc || globalThis
+    this._fetch = o.fetch || ((...args) => globalThis.fetch(...args))
+    this.sessionId = randomString(20)
+    this.contextId = contextIdFor(o.contextId)
+    this.peers = new Map()
+    this.connectedSessions = []
+    this.packages = []
+    this.destroyed = false
+    this._cert = null
+    this._network = null
+    this._dataTimestamp = null
+    this._lastPackages = null
+    this._deleteKey = null
+    this._sentFirstPoll = false
+    this._processed = new Map() // remote session -> data timestamp already handled
+    this._answered = new Set() // remote sessions whose package we have applied
+    this._reassemblers = new Map()
+    this._timers = new Set()
+    const now = Date.now()
+    this._stopFastAt = now + this.fastPollingDurationMs
+    this._startIdleAt = now + this.idlePollingAfterMs
+    this._lastPeerIds = []
+  }
+
+  _later (ms, fn) {
+    if (this.destroyed || !Number.isFinite(ms)) return
+    const timer = setTimeout(() => { this._timers.delete(timer); fn() }, ms)
+    this._timers.add(timer)
+    return timer
+  }
+
+  /** Probe the network, then join the room. Safe to `destroy()` at any point. */
+  async start () {
+    this.startedAtTimestamp = Date.now()
+    const { RTCPeerConnection } = this.rtc
+    this._cert = await RTCPeerConnection.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' }) ?? null
+    if (this.destroyed) return
+    this._network = await this._probe()
+    if (this.destroyed) return
+    this._reprobe()
+    if (globalThis.addEventListener) {
+      this._onUnload = () => this.destroy()
+      globalThis.addEventListener('pagehide', this._onUnload)
+    }
+    this._loop()
+  }
+
+  _reprobe () {
+    this._later(this.networkChangePollIntervalMs, async () => {
+      const network = await this._probe()
+      if (this.destroyed) return
+      const before = this._network
+      if (network.fingerprint !== before.fingerprint || network.isSymmetric !== before.isSymmetric ||
+        network.reflexiveIps.join() !== before.reflexiveIps.join()) this._dataTimestamp = null // republish
+      this._network = network
+      this._reprobe()
+    })
+  }
+
+  /** Gather candidates against STUN: our reflexive IPs, NAT kind, and the DTLS fingerprint. */
+  async _probe () {
+    const config = { iceServers: this.stunIceServers, ...(this._cert ? { certificates: [this._cert] } : {}) }
+    const pc = new this.rtc.RTCPeerConnection(config)
+    const candidates = []
+    try {
+      pc.createDataChannel('probe')
+      const done = new Promise(resolve => {
+        const timer = setTimeout(resolve, PROBE_TIMEOUT_MS)
+        pc.onicecandidate = ({ candidate }) => {
+          if (candidate?.candidate) candidates.push(parseCandidate(candidate.candidate))
+          else if (!candidate) { clearTimeout(timer); resolve() }
+        }
+        this._abortProbe = () => { clearTimeout(timer); resolve() }
+      })
+      const offer = await pc.createOffer()
+      await pc.setLocalDescription(offer)
+      await done
+      return { ...analyseCandidates(candidates), fingerprint: readCredentials(offer.sdp).fingerprint }
+    } finally {
+      this._abortProbe = null
+      pc.close()
+    }
+  }
+
+  _peerData () {
+    const n = this._network
+    return [this.sessionId, this.clientId, n.isSymmetric, n.fingerprint, this.startedAtTimestamp, n.reflexiveIps]
+  }
+
+  async _post (payload, extraHeaders = {}, keepalive = false) {
+    const res = await this._fetch(this.workerUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...extraHeaders },
+      body: JSON.stringify(payload),
+      keepalive
+    })
+    if (!res.ok) throw new Error(`worker answered ${res.status}: ${await res.text()}`)
+    return res.json()
+  }
+
+  async _loop () {
+    if (this.destroyed) return
+    let delay = this.slowPollingRateMs
+    try {
+      delay = await this._step()
+    } catch (err) {
+      this.emit('error', err)
+    }
+    this._later(delay, () => this._loop())
+  }
+
+  /** One poll; returns how long to wait before the next. */
+  async _step () {
+    const now = Date.now()
+    const payload = { r: this.roomId, k: this.contextId }
+    const heartbeatDue = this._dataTimestamp === null || now - this._dataTimestamp >= this.stateExpirationIntervalMs - this.stateHeartbeatWindowMs
+    const packagesChanged = this._lastPackages !== JSON.stringify(this.packages)
+    if (heartbeatDue || packagesChanged) {
+      this._dataTimestamp = now
+      this.packages = this.packages.filter(pkg => now - pkg[7] <= PACKAGE_LIFETIME_MS)
+    }
+    const identify = p => Object.assign(p, { d: this._peerData(), t: this._dataTimestamp, x: this.stateExpirationIntervalMs })
+    const publish = p => { p.p = this.packages; this._lastPackages = JSON.stringify(this.packages); return p }
+    if (this._sentFirstPoll) {
+      identify(payload)
+      if (heartbeatDue || packagesChanged) publish(payload)
+    }
+    const answer = await this._post(payload)
+    if (this.destroyed) return Infinity
+    if (answer.dk) this._deleteKey = answer.dk
+    if (!this._sentFirstPoll && answer.ps.length === 0) {
+      // Alone in the room: publish at once so the next joiner finds us sooner.
+      const published = await this._post(publish(identify(payload)))
+      if (published.dk) this._deleteKey = published.dk
+    }
+    this._sentFirstPoll = true
+    this._handle(answer.ps, answer.pk)
+
+    const ids = answer.ps.map(row => row[0])
+    if (ids.length !== this._lastPeerIds.length || ids.some(id => !this._lastPeerIds.includes(id))) {
+      this._stopFastAt = now + this.fastPollingDurationMs
+      this._startIdleAt = now + this.idlePollingAfterMs
+    }
+    this._lastPeerIds = ids
+    if (now < this._stopFastAt) return this.fastPollingRateMs
+    if (now > this._startIdleAt) return this.idlePollingRateMs
+    return this.slowPollingRateMs
+  }
+
+  _handle (rows, packages) {
+    const me = { session: this.sessionId, symmetric: this._network.isSymmetric, startedAt: this.startedAtTimestamp }
+    for (const [session, clientId, symmetric, fingerprint, startedAt, reflexiveIps, timestamp] of rows) {
+      if (this._processed.get(session) === timestamp) continue
+      // A is the symmetric side if only one is; else the later starter (ties: larger session id).
+      const iAmA = me.symmetric === symmetric
+        ? (me.startedAt === startedAt ? me.session > session : me.startedAt > startedAt)
+        : me.symmetric
+      const iceServers = me.symmetric || symmetric ? this.turnIceServers : this.stunIceServers
+      const theirPackage = packages.find(pkg => pkg[1] === session)
+      if (iAmA) {
+        if (this.peers.has(session) || !theirPackage) continue
+        this._processed.set(session, timestamp)
+        this._answered.add(session)
+        this._connectAsA(session, clientId, iceServers, theirPackage)
+      } else {
+        if (!this.peers.has(session)) {
+          this._processed.set(session, timestamp)
+          this._connectAsB(session, clientId, iceServers, fingerprint, reflexiveIps)
+        }
+        const peer = this.peers.get(session)
+        if (theirPackage && !this._answered.has(session) && peer?._remoteSet) {
+          this._answered.add(session)
+          if (!peer.connected) peer.addCandidates(theirPackage[8])
+        }
+      }
+    }
+    const live = rows.map(row => row[0])
+    for (const [session, peer] of this.peers) {
+      if (!live.includes(session) && !peer.connected) this._drop(peer, 'left before connecting')
+    }
+  }
+
+  _newPeer (session, clientId, initiator, iceServers) {
+    const config = { ...this.peerOptions, iceServers, ...(this._cert ? { certificates: [this._cert] } : {}) }
+    const peer = new Peer({ id: session, clientId, initiator, rtc: this.rtc, config })
+    this.peers.set(session, peer)
+    this._reassemblers.set(session, new Reassembler(this.maxMessageBytes))
+    peer.on('connect', () => {
+      this.packages = this.packages.filter(pkg => pkg[0] !== session)
+      this._updateConnected()
+      this.emit('peerconnect', peer)
+    })
+    peer.on('data', data => this._receive(peer, data))
+    peer.on('signal', signal => this._sendRaw(peer, withSignalHeader(JSON.stringify(signal))))
+    peer.on('error', err => this.emit('error', err, peer))
+    peer.on('close', () => {
+      const wasConnected = peer._everConnected
+      this._forget(peer)
+      if (wasConnected) this.emit('peerclose', peer)
+    })
+    peer.once('connect', () => { peer._everConnected = true })
+    this._later(this.connectTimeoutMs, () => { if (!peer._everConnected) this._drop(peer, 'did not connect in time') })
+    return peer
+  }
+
+  /** Collect our candidates for a package until gathering ends or the trickle timeout. */
+  _gather (peer, pkg) {
+    let timer = null
+    const finish = () => {
+      clearTimeout(timer)
+      peer.off('candidate', onCandidate)
+      if (pkg[8].length > 0 && !peer.destroyed && !this.packages.includes(pkg)) this.packages.push(pkg)
+    }
+    const onCandidate = line => {
+      clearTimeout(timer)
+      if (!line) return finish()
+      pkg[8].push(line)
+      timer = setTimeout(finish, TRICKLE_TIMEOUT_MS)
+    }
+    peer.on('candidate', onCandidate)
+    peer.once('close', () => clearTimeout(timer))
+  }
+
+  async _connectAsA (session, clientId, iceServers, [, , ufrag, pwd, fingerprint, myUfrag, myPwd, , candidates]) {
+    const peer = this._newPeer(session, clientId, false, iceServers)
+    // Our candidates go back to B too, in case its hole punch toward us fails.
+    this._gather(peer, [session, this.sessionId, null, null, null, null, null, Date.now(), []])
+    try {
+      await peer.acceptOffer(createSdp(true, ufrag, pwd, fingerprint), myUfrag, myPwd)
+      await peer.addCandidates(candidates)
+    } catch (err) {
+      this._drop(peer, err.message)
+    }
+  }
+
+  async _connectAsB (session, clientId, iceServers, theirFingerprint, theirIps) {
+    const peer = this._newPeer(session, clientId, true, iceServers)
+    const theirUfrag = randomString(12)
+    const theirPwd = randomString(32)
+    const pkg = [session, this.sessionId, null, null, null, theirUfrag, theirPwd, Date.now(), []]
+    this._gather(peer, pkg)
+    try {
+      const mine = readCredentials(await peer.createOffer())
+      pkg[2] = mine.ufrag
+      pkg[3] = mine.pwd
+      pkg[4] = mine.fingerprint
+      await peer.acceptAnswer(createSdp(false, theirUfrag, theirPwd, theirFingerprint) + reflexiveCandidates(theirIps))
+      peer._remoteSet = true
+    } catch (err) {
+      this._drop(peer, err.message)
+    }
+  }
+
+  _drop (peer, reason) {
+    if (!this.peers.has(peer.id)) return
+    const connected = peer._everConnected
+    this._forget(peer)
+    peer.destroy()
+    if (!connected) this.emit('peerfailed', peer, reason)
+  }
+
+  _forget (peer) {
+    if (this.peers.get(peer.id) !== peer) return
+    this.peers.delete(peer.id)
+    this._reassemblers.delete(peer.id)
+    this._answered.delete(peer.id)
+    this.packages = this.packages.filter(pkg => pkg[0] !== peer.id)
+    this._updateConnected()
+  }
+
+  _updateConnected () {
+    this.connectedSessions = [...this.peers.values()].filter(p => p.connected).map(p => p.id)
+  }
+
+  _receive (peer, data) {
+    const result = this._reassemblers.get(peer.id)?.push(data)
+    if (!result) return
+    if (result.error) return this.emit('error', result.error, peer)
+    let signal = null
+    try { signal = readSignal(result.message) } catch {}
+    if (signal) peer.signal(signal)
+    else this.emit('msg', peer, result.message.buffer.byteLength === result.message.byteLength ? result.message.buffer : result.message.slice().buffer)
+  }
+
+  _sendRaw (peer, bytes) {
+    return this.send(peer, bytes)
+  }
+
+  /**
+   * Send to one peer (ArrayBuffer, typed array or string). Large messages are chunked and wait
+   * for the DataChannel to drain, so memory stays bounded; the promise settles when all is queued.
+   */
+  async send (peer, data) {
+    if (!peer?.connected) return
+    const bytes = toBytes(data)
+    if (!needsChunking(bytes)) return peer.send(bytes)
+    const messageId = Math.floor(Math.random() * 65536)
+    for (const part of chunk(bytes, messageId)) {
+      if (peer.bufferedAmount > SEND_BUFFER_HIGH) await peer.drained(SEND_BUFFER_LOW)
+      if (!peer.connected) return
+      peer.send(part)
+    }
+  }
+
+  broadcast (data) {
+    return Promise.all([...this.peers.values()].map(peer => this.send(peer, data)))
+  }
+
+  /** Leave the room: stop every timer, close every connection, and tell the worker. */
+  destroy () {
+    if (this.destroyed) return
+    this.destroyed = true
+    for (const timer of this._timers) clearTimeout(timer)
+    this._timers.clear()
+    this._abortProbe?.()
+    if (this._onUnload) globalThis.removeEventListener('pagehide', this._onUnload)
+    for (const peer of [...this.peers.values()]) peer.destroy()
+    if (this._deleteKey && this._network) {
+      const leave = { r: this.roomId, k: this.contextId, d: this._peerData(), t: Date.now(), x: this.stateExpirationIntervalMs, dk: this._deleteKey }
+      this._post(leave, { 'X-Worker-Method': 'DELETE' }, true).catch(() => {})
+    }
+  }
+}
+
+export default P2PCF

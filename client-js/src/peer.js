@@ -1,0 +1,167 @@
+// One WebRTC connection to one remote peer, with the parts of simple-peer's surface that P2PCF
+// users touch: send, addStream/removeStream, addTrack/removeTrack, destroy, and the events
+// connect, data, track, stream, close, error.
+//
+// Before the DataChannel opens, the P2PCF class drives the minimal-SDP handshake through
+// `createOffer`/`acceptAnswer` (peer B) or `acceptOffer` (peer A) and collects ICE candidates from
+// 'candidate' events. After it opens, every renegotiation (media) is exchanged as simple-peer-style
+// signal objects ({type:'offer'|'answer', sdp}, {type:'candidate', candidate}, {renegotiate}),
+// emitted as 'signal' for P2PCF to carry over the DataChannel; so a p2pcf 1.3.14 peer on the
+// other side understands them.
+import { Emitter } from './emitter.js'
+import { setCredentials } from './sdp.js'
+
+export class Peer extends Emitter {
+  constructor ({ id, clientId, initiator, rtc, config }) {
+    super()
+    this.id = id
+    this.client_id = clientId
+    this.initiator = initiator
+    this.connected = false
+    this.destroyed = false
+    this._localCredentials = null // peer A answers with the ICE credentials peer B chose for it
+    this._streams = new Set()
+    this._pc = new rtc.RTCPeerConnection(config)
+    this._pc.onicecandidate = ({ candidate }) => {
+      if (this.destroyed) return
+      if (!this.connected) this.emit('candidate', candidate?.candidate || null)
+      else if (candidate) this.emit('signal', { type: 'candidate', candidate: { candidate: candidate.candidate, sdpMLineIndex: candidate.sdpMLineIndex, sdpMid: candidate.sdpMid } })
+    }
+    this._pc.onconnectionstatechange = () => {
+      if (['failed', 'closed'].includes(this._pc.connectionState)) this.destroy()
+    }
+    this._pc.ontrack = ({ track, streams }) => {
+      this.emit('track', track, streams[0])
+      for (const stream of streams) {
+        if (this._streams.has(stream.id)) continue
+        this._streams.add(stream.id)
+        this.emit('stream', stream)
+      }
+    }
+    this._pc.onnegotiationneeded = () => { if (this.connected) this._renegotiate() }
+    if (initiator) this._useChannel(this._pc.createDataChannel(`p2pcf-${id}`))
+    else this._pc.ondatachannel = ({ channel }) => this._useChannel(channel)
+  }
+
+  _useChannel (channel) {
+    this._channel = channel
+    channel.binaryType = 'arraybuffer'
+    channel.onopen = () => {
+      if (this.destroyed) return
+      this.connected = true
+      this.emit('connect')
+    }
+    channel.onmessage = ({ data }) => this.emit('data', data)
+    channel.onclose = () => this.destroy()
+  }
+
+  /** Peer B: create and apply the local offer; returns its SDP. */
+  async createOffer () {
+    const offer = await this._pc.createOffer()
+    await this._pc.setLocalDescription(offer)
+    return offer.sdp
+  }
+
+  /** Peer B: apply the answer built from peer A's published data. */
+  async acceptAnswer (sdp) {
+    await this._pc.setRemoteDescription({ type: 'answer', sdp })
+  }
+
+  /** Peer A: apply the offer built from B's package and answer with the credentials B chose. */
+  async acceptOffer (sdp, ufrag, pwd) {
+    await this._pc.setRemoteDescription({ type: 'offer', sdp })
+    const answer = await this._pc.createAnswer()
+    await this._pc.setLocalDescription({ type: 'answer', sdp: setCredentials(answer.sdp, ufrag, pwd) })
+  }
+
+  /** Add remote ICE candidate lines (from a package). */
+  async addCandidates (lines) {
+    for (const candidate of lines) {
+      await this._pc.addIceCandidate({ candidate, sdpMLineIndex: 0 }).catch(err => this.emit('error', err))
+    }
+  }
+
+  /** Handle a signal received over the DataChannel. */
+  async signal (data) {
+    if (this.destroyed) return
+    const pc = this._pc
+    try {
+      if (data.renegotiate || data.transceiverRequest) {
+        if (data.transceiverRequest) pc.addTransceiver(data.transceiverRequest.kind, { direction: 'sendrecv' })
+        await this._renegotiate()
+      } else if (data.candidate) {
+        await pc.addIceCandidate(data.candidate)
+      } else if (data.type === 'offer') {
+        // Glare (both offered): the initiator keeps its offer, the other side yields.
+        if (pc.signalingState === 'have-local-offer') {
+          if (this.initiator) return
+          await pc.setLocalDescription({ type: 'rollback' })
+        }
+        await pc.setRemoteDescription(data)
+        const answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        this.emit('signal', { type: 'answer', sdp: answer.sdp })
+      } else if (data.type === 'answer' && pc.signalingState === 'have-local-offer') {
+        await pc.setRemoteDescription(data)
+      }
+    } catch (err) {
+      this.emit('error', err)
+    }
+  }
+
+  async _renegotiate () {
+    if (this.destroyed || this._pc.signalingState !== 'stable') return
+    try {
+      const offer = await this._pc.createOffer()
+      await this._pc.setLocalDescription(offer)
+      this.emit('signal', { type: 'offer', sdp: offer.sdp })
+    } catch (err) {
+      this.emit('error', err)
+    }
+  }
+
+  send (data) {
+    this._channel.send(data)
+  }
+
+  addTrack (track, stream) {
+    return this._pc.addTrack(track, stream)
+  }
+
+  removeTrack (track) {
+    const sender = this._pc.getSenders().find(s => s.track === track)
+    if (sender) this._pc.removeTrack(sender)
+  }
+
+  addStream (stream) {
+    for (const track of stream.getTracks()) this.addTrack(track, stream)
+  }
+
+  removeStream (stream) {
+    for (const track of stream.getTracks()) this.removeTrack(track)
+  }
+
+  /** Bytes queued on the DataChannel, and a promise for when it drains below `threshold`. */
+  get bufferedAmount () { return this._channel?.bufferedAmount ?? 0 }
+
+  drained (threshold) {
+    const channel = this._channel
+    if (!channel || this.destroyed || channel.bufferedAmount <= threshold) return Promise.resolve()
+    channel.bufferedAmountLowThreshold = threshold
+    return new Promise(resolve => {
+      const done = () => { channel.removeEventListener?.('bufferedamountlow', done); this.off('close', done); resolve() }
+      if (channel.addEventListener) channel.addEventListener('bufferedamountlow', done)
+      else channel.onbufferedamountlow = done
+      this.once('close', done)
+    })
+  }
+
+  destroy () {
+    if (this.destroyed) return
+    this.destroyed = true
+    this.connected = false
+    try { this._channel?.close() } catch {}
+    try { this._pc.close() } catch {}
+    this.emit('close')
+  }
+}
