@@ -23,6 +23,14 @@ const PACKAGE_LIFETIME_MS = 60000
 /** Keep at most this much queued on a DataChannel while sending a large message. */
 const SEND_BUFFER_HIGH = 1 << 20
 const SEND_BUFFER_LOW = 256 << 10
+/**
+ * Joined-at announced by a client that cannot pin its DTLS certificate (no
+ * RTCPeerConnection.generateCertificate, as in Node's @roamhq/wrtc), so every connection has its
+ * own fingerprint. Roles go by joined-at, so such a client always takes the offering side (B),
+ * whose fingerprint travels in its package; between two of them, the answering side (A) puts its
+ * real fingerprint in its package and B waits for it before applying the answer.
+ */
+const UNPINNED_JOINED_AT = 1
 
 function randomString (length) {
   const bytes = crypto.getRandomValues(new Uint8Array(length))
@@ -110,9 +118,9 @@ export class P2PCF extends Emitter {
 
   /** Probe the network, then join the room. Safe to `destroy()` at any point. */
   async start () {
-    this.startedAtTimestamp = Date.now()
     const { RTCPeerConnection } = this.rtc
     this._cert = await RTCPeerConnection.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' }) ?? null
+    this.startedAtTimestamp = this._cert ? Date.now() : UNPINNED_JOINED_AT
     if (this.destroyed) return
     this._network = await this._probe()
     if (this.destroyed) return
@@ -244,12 +252,12 @@ export class P2PCF extends Emitter {
       } else {
         if (!this.peers.has(session)) {
           this._processed.set(session, timestamp)
-          this._connectAsB(session, clientId, iceServers, fingerprint, reflexiveIps)
+          this._connectAsB(session, clientId, iceServers, startedAt === UNPINNED_JOINED_AT ? null : fingerprint, reflexiveIps)
         }
         const peer = this.peers.get(session)
-        if (theirPackage && !this._answered.has(session) && peer?._remoteSet) {
+        if (theirPackage && !this._answered.has(session) && peer?._answerWith) {
           this._answered.add(session)
-          if (!peer.connected) peer.addCandidates(theirPackage[8])
+          this._finishAsB(peer, theirPackage)
         }
       }
     }
@@ -303,9 +311,11 @@ export class P2PCF extends Emitter {
   async _connectAsA (session, clientId, iceServers, [, , ufrag, pwd, fingerprint, myUfrag, myPwd, , candidates]) {
     const peer = this._newPeer(session, clientId, false, iceServers)
     // Our candidates go back to B too, in case its hole punch toward us fails.
-    this._gather(peer, [session, this.sessionId, null, null, null, null, null, Date.now(), []])
+    const pkg = [session, this.sessionId, null, null, null, null, null, Date.now(), []]
+    this._gather(peer, pkg)
     try {
-      await peer.acceptOffer(createSdp(true, ufrag, pwd, fingerprint), myUfrag, myPwd)
+      const answer = await peer.acceptOffer(createSdp(true, ufrag, pwd, fingerprint), myUfrag, myPwd)
+      pkg[4] = readCredentials(answer).fingerprint // our real one, for a B that could not trust the published one
       await peer.addCandidates(candidates)
     } catch (err) {
       this._drop(peer, err.message)
@@ -323,8 +333,27 @@ export class P2PCF extends Emitter {
       pkg[2] = mine.ufrag
       pkg[3] = mine.pwd
       pkg[4] = mine.fingerprint
-      await peer.acceptAnswer(createSdp(false, theirUfrag, theirPwd, theirFingerprint) + reflexiveCandidates(theirIps))
-      peer._remoteSet = true
+      peer._answerWith = fingerprint => createSdp(false, theirUfrag, theirPwd, fingerprint) + reflexiveCandidates(theirIps)
+      // With a trustworthy published fingerprint, answer now (one signalling message);
+      // otherwise wait for A's package, which carries its real one (two messages).
+      if (theirFingerprint) {
+        await peer.acceptAnswer(peer._answerWith(theirFingerprint))
+        peer._answered = true
+      }
+    } catch (err) {
+      this._drop(peer, err.message)
+    }
+  }
+
+  /** Peer B, on A's package: apply the answer if still pending, then A's candidates. */
+  async _finishAsB (peer, [, , , , fingerprint, , , , candidates]) {
+    try {
+      if (!peer._answered) {
+        if (!fingerprint) throw new Error('the answering peer sent no DTLS fingerprint')
+        await peer.acceptAnswer(peer._answerWith(fingerprint))
+        peer._answered = true
+      }
+      if (!peer.connected) await peer.addCandidates(candidates)
     } catch (err) {
       this._drop(peer, err.message)
     }

@@ -67,11 +67,13 @@ export class Peer extends Emitter {
     await this._pc.setRemoteDescription({ type: 'answer', sdp })
   }
 
-  /** Peer A: apply the offer built from B's package and answer with the credentials B chose. */
+  /** Peer A: apply the offer built from B's package and answer with the credentials B chose; returns the answer. */
   async acceptOffer (sdp, ufrag, pwd) {
     await this._pc.setRemoteDescription({ type: 'offer', sdp })
     const answer = await this._pc.createAnswer()
-    await this._pc.setLocalDescription({ type: 'answer', sdp: setCredentials(answer.sdp, ufrag, pwd) })
+    const local = setCredentials(answer.sdp, ufrag, pwd)
+    await this._pc.setLocalDescription({ type: 'answer', sdp: local })
+    return local
   }
 
   /** Add remote ICE candidate lines (from a package). */
@@ -144,16 +146,21 @@ export class Peer extends Emitter {
   /** Bytes queued on the DataChannel, and a promise for when it drains below `threshold`. */
   get bufferedAmount () { return this._channel?.bufferedAmount ?? 0 }
 
-  drained (threshold) {
+  /**
+   * Resolves once the queue is at or below `threshold`: on 'bufferedamountlow' where the
+   * implementation fires it, else by checking every 20 ms (Node's @roamhq/wrtc never fires it).
+   */
+  async drained (threshold) {
     const channel = this._channel
-    if (!channel || this.destroyed || channel.bufferedAmount <= threshold) return Promise.resolve()
-    channel.bufferedAmountLowThreshold = threshold
-    return new Promise(resolve => {
-      const done = () => { channel.removeEventListener?.('bufferedamountlow', done); this.off('close', done); resolve() }
-      if (channel.addEventListener) channel.addEventListener('bufferedamountlow', done)
-      else channel.onbufferedamountlow = done
-      this.once('close', done)
-    })
+    if (!channel) return
+    if ('bufferedAmountLowThreshold' in channel) channel.bufferedAmountLowThreshold = threshold
+    while (!this.destroyed && channel.bufferedAmount > threshold) {
+      await new Promise(resolve => {
+        const timer = setTimeout(done, 20)
+        function done () { clearTimeout(timer); channel.removeEventListener?.('bufferedamountlow', done); resolve() }
+        channel.addEventListener?.('bufferedamountlow', done)
+      })
+    }
   }
 
   destroy () {

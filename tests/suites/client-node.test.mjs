@@ -1,0 +1,70 @@
+// client-js in Node, through our locally running worker, with @roamhq/wrtc as the WebRTC
+// implementation: two peers, a 10 MB message byte-exact, a 5-peer mesh, and a peer leaving.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import wrtc from '@roamhq/wrtc'
+import { P2PCF } from '../../client-js/src/index.js'
+import { randomId, send } from '../lib/p2pcf.mjs'
+import { waitFor } from '../lib/browser.mjs'
+
+const OURS = process.env.OURS_URL
+const clients = []
+after(() => { for (const c of clients) c.destroy() })
+
+function join (room, name) {
+  const p2pcf = new P2PCF(name, room, { workerUrl: OURS, rtc: wrtc, stunIceServers: [], turnIceServers: [] })
+  const record = { p2pcf, name, connected: new Set(), closed: new Set(), failed: [], messages: [], startedAt: Date.now() }
+  p2pcf.on('peerconnect', peer => record.connected.add(peer.id))
+  p2pcf.on('peerclose', peer => record.closed.add(peer.id))
+  p2pcf.on('peerfailed', (peer, reason) => record.failed.push(reason))
+  p2pcf.on('msg', (peer, data) => record.messages.push({ from: peer.id, at: Date.now(), bytes: new Uint8Array(data) }))
+  clients.push(p2pcf)
+  p2pcf.start()
+  return record
+}
+
+const sha = bytes => createHash('sha256').update(bytes).digest('hex')
+
+test('two Node peers connect and exchange messages both ways, including 10 MB byte-exact', async () => {
+  const room = randomId('node-')
+  const a = join(room, 'node-alice')
+  const b = join(room, 'node-bobby')
+  await waitFor(() => a.connected.size === 1 && b.connected.size === 1, 30_000, 'the two peers to connect')
+  const connectMs = Date.now() - b.startedAt
+  const peerOf = (x, y) => x.p2pcf.peers.get(y.p2pcf.sessionId)
+  await a.p2pcf.send(peerOf(a, b), 'hello from alice')
+  await waitFor(() => b.messages.length === 1, 10_000, 'the first message')
+  console.log(`client-js (Node): start to connected ${connectMs} ms, start to first message ${b.messages[0].at - b.startedAt} ms`)
+  assert.equal(new TextDecoder().decode(b.messages[0].bytes), 'hello from alice')
+
+  const big = randomBytes(10 * 1024 * 1024)
+  const sentAt = Date.now()
+  await b.p2pcf.send(peerOf(b, a), big)
+  await waitFor(() => a.messages.length === 1, 60_000, 'the 10 MB message')
+  console.log(`client-js (Node): 10 MB delivered in ${a.messages[0].at - sentAt} ms`)
+  assert.equal(a.messages[0].bytes.byteLength, big.byteLength)
+  assert.equal(sha(a.messages[0].bytes), sha(big))
+  assert.deepEqual(a.failed, [])
+  a.p2pcf.destroy()
+  b.p2pcf.destroy()
+})
+
+test('a 5-peer mesh forms, and a peer that leaves is closed everywhere and dropped by the worker', async () => {
+  const room = randomId('mesh-')
+  const peers = ['anna', 'bert', 'cleo', 'dora', 'emil'].map(name => join(room, `node-${name}`))
+  await waitFor(() => peers.every(p => p.connected.size === 4), 60_000, 'a full mesh of 5')
+  for (const p of peers) {
+    const others = peers.filter(o => o !== p).map(o => o.p2pcf.sessionId).sort()
+    assert.deepEqual([...p.connected].sort(), others, `${p.name} sees everyone`)
+  }
+  const leaver = peers[2]
+  leaver.p2pcf.destroy()
+  const rest = peers.filter(p => p !== leaver)
+  await waitFor(() => rest.every(p => p.closed.has(leaver.p2pcf.sessionId)), 20_000, 'peerclose everywhere')
+  await waitFor(async () => {
+    const listed = (await send(OURS, { body: { r: room } })).json.ps.map(row => row[0])
+    return !listed.includes(leaver.p2pcf.sessionId) && listed.length === 4
+  }, 5_000, 'the worker to drop the leaver')
+  for (const p of rest) p.p2pcf.destroy()
+})
