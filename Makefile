@@ -14,7 +14,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: dev test unit e2e build tools bench deploy clean
+.PHONY: dev test unit e2e build client tools bench deploy clean
 
 ## dev: build, then serve the worker with a local R2 bucket on http://127.0.0.1:$(PORT)
 dev: build
@@ -23,8 +23,9 @@ dev: build
 ## test: native unit tests, the wasm build, then the end-to-end suites against ours and the reference
 test: unit build e2e
 
-unit:
+unit: node_modules/.installed
 	cargo test --quiet
+	node --test client-js/test/
 
 e2e: build $(CHROMIUM)
 	node tests/run.mjs
@@ -40,8 +41,15 @@ build: tools
 		$(WORKER_BUILD) --release
 	rm -rf build/assets && mkdir -p build/assets
 	cp demo/demo.html demo/demo.css demo/demo.js build/assets/
-	cp node_modules/p2pcf/dist/p2pcf.js build/assets/p2pcf.js  # the demo's client, served as-is from npm
+	$(MAKE) --no-print-directory client
+	cp build/client/p2pcf.min.js build/assets/p2pcf.js  # the demo runs on our client
 	@wasm=build/index_bg.wasm; echo "wasm: $$(wc -c < $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
+
+## client: client-js bundles (ESM minified for browsers, CJS for require()) and their sizes
+client: node_modules/.installed
+	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=esm --minify --log-level=warning --outfile=build/client/p2pcf.min.js
+	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=cjs --platform=neutral --log-level=warning --outfile=client-js/dist/p2pcf.cjs
+	@js=build/client/p2pcf.min.js; echo "client-js: $$(wc -c < $$js) bytes min, $$(gzip -9c $$js | wc -c) bytes min+gzip"
 
 tools: $(WASM_BINDGEN) $(WORKER_BUILD) node_modules/.installed
 	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown

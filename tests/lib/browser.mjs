@@ -30,11 +30,15 @@ export async function serveFiles (routes) {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() }
 }
 
-/** The reference client's page: tests/browser/peer.html plus node_modules/p2pcf/dist/p2pcf.js. */
-export function serveReferenceClient () {
+/**
+ * The test page (tests/browser/peer.html) with both clients: /p2pcf.js is p2pcf@1.3.14's dist
+ * bundle from node_modules, /ours.js is client-js as `make client` bundles it.
+ */
+export function serveClients () {
   return serveFiles({
     '/': ['text/html', join(ROOT, 'tests/browser/peer.html')],
-    '/p2pcf.js': ['text/javascript', join(ROOT, 'node_modules/p2pcf/dist/p2pcf.js')]
+    '/p2pcf.js': ['text/javascript', join(ROOT, 'node_modules/p2pcf/dist/p2pcf.js')],
+    '/ours.js': ['text/javascript', join(ROOT, 'build/client/p2pcf.min.js')]
   })
 }
 

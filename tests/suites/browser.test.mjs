@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
-import { launchChromium, recordingProxy, serveReferenceClient, waitFor } from '../lib/browser.mjs'
+import { launchChromium, recordingProxy, serveClients, waitFor } from '../lib/browser.mjs'
 import { randomId, send } from '../lib/p2pcf.mjs'
 
 const OURS = process.env.OURS_URL
@@ -13,7 +13,7 @@ let worker // the recording proxy in front of our worker, which the pages use
 
 before(async () => {
   browser = await launchChromium()
-  site = await serveReferenceClient()
+  site = await serveClients()
   worker = await recordingProxy(OURS)
 })
 after(async () => {
@@ -26,12 +26,12 @@ after(async () => {
 const requestsOf = sessionId => worker.log.filter(r => r.method === 'POST' && r.body?.d?.[0] === sessionId)
 
 /** Open a peer in its own context, pointed at our worker (through the recording proxy). */
-async function openPeer (room, client) {
+async function openPeer (room, client, lib = '/p2pcf.js') {
   const context = await browser.newContext()
   const page = await context.newPage()
   page.on('pageerror', err => console.error(`[${client}] page error:`, err.message))
   const openedAt = Date.now()
-  await page.goto(`${site.url}/?room=${room}&client=${client}&worker=${encodeURIComponent(worker.url)}`)
+  await page.goto(`${site.url}/?room=${room}&client=${client}&lib=${lib}&worker=${encodeURIComponent(worker.url)}`)
   await page.waitForFunction(() => window.started === true, null, { timeout: 20_000 })
   const sessionId = await page.evaluate(() => window.sessionId)
   return { context, page, sessionId, openedAt, client }
@@ -159,4 +159,46 @@ test('the demo page at /demo connects two tabs of one browser and chats', async 
   assert.ok(status.includes('href="/demo"') && status.includes('href="/INSTALL.md"'))
   assert.equal((await fetch(OURS + '/INSTALL.md')).status, 200)
   await context.close()
+})
+
+test('a mixed room: client-js and p2pcf 1.3.14 peers connect every pair and message both ways', async () => {
+  const room = randomId('mixed-')
+  const peers = [
+    await openPeer(room, 'ours-1', '/ours.js'),
+    await openPeer(room, 'orig-1', '/p2pcf.js'),
+    await openPeer(room, 'ours-2', '/ours.js'),
+    await openPeer(room, 'orig-2', '/p2pcf.js')
+  ]
+  for (const peer of peers) {
+    const ids = await waitConnected(peer, 3)
+    assert.deepEqual([...ids].sort(), peers.filter(p => p !== peer).map(p => p.sessionId).sort(), `${peer.client} connected to all`)
+  }
+  for (const [i, from] of peers.entries()) {
+    for (const to of peers) if (to !== from) await from.page.evaluate(([id, s]) => window.sendTo(id, s, 20_000), [to.sessionId, i + 1])
+  }
+  for (const to of peers) {
+    for (const [i, from] of peers.entries()) {
+      if (to === from) continue
+      const got = await waitFor(async () => {
+        const d = await to.page.evaluate(id => window.receivedDigest(id), from.sessionId)
+        return d.length === 1 && d
+      }, 15_000, `${from.client} → ${to.client}`)
+      assert.deepEqual(got, [await to.page.evaluate(s => window.digestOf(s, 20_000), i + 1)], `${from.client} → ${to.client} byte-exact`)
+    }
+  }
+  for (const peer of peers) await peer.context.close()
+})
+
+test('client-js in the browser: connect time with the same polling rates as the p2pcf figure above', async () => {
+  const room = randomId('ours-')
+  const a = await openPeer(room, 'ours-alice', '/ours.js')
+  const b = await openPeer(room, 'ours-bobby', '/ours.js')
+  await waitConnected(a, 1)
+  await waitConnected(b, 1)
+  await a.page.evaluate(id => window.sendTo(id, 9, 100_000), b.sessionId)
+  await waitFor(() => b.page.evaluate(() => window.firstMessageAt), 15_000, 'the first message')
+  const firstMessage = await b.page.evaluate(() => window.firstMessageAt)
+  console.log(`browser: client-js page load to first message ${firstMessage - b.openedAt} ms (second peer; p2pcf default polling)`)
+  await a.context.close()
+  await b.context.close()
 })
