@@ -100,23 +100,26 @@ test('a peer that closes its page leaves: others get peerclose and the worker st
   await b.context.close()
 })
 
-test('a media track added after connecting is renegotiated over the DataChannel, not the worker', async () => {
-  const room = randomId('media-')
-  const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
-  await waitConnected(a, 1)
-  await waitConnected(b, 1)
-  // once connected, each client publishes once more (its packages are cleared); let that settle
-  await new Promise(r => setTimeout(r, 3000))
-  const publishes = () => [...requestsOf(a.sessionId), ...requestsOf(b.sessionId)].filter(r => r.body.p).length
-  const before = publishes()
-  const addedAt = Date.now()
-  await a.page.evaluate(id => window.addCamera(id), b.sessionId)
-  await waitFor(() => b.page.evaluate(id => window.events.some(e => e.type === 'track' && e.id === id && e.kind === 'video'), a.sessionId), 20_000, 'the video track to arrive')
-  console.log(`browser: video track arrived ${Date.now() - addedAt} ms after addTrack; publishes during renegotiation: ${publishes() - before}`)
-  assert.equal(publishes() - before, 0, 'no publish (d + p) reached the worker during renegotiation')
-  await a.context.close()
-  await b.context.close()
-})
+for (const [libA, libB] of [['/p2pcf.js', '/p2pcf.js'], ['/ours.js', '/ours.js'], ['/ours.js', '/p2pcf.js'], ['/p2pcf.js', '/ours.js']]) {
+  const label = lib => (lib === '/ours.js' ? 'client-js' : 'p2pcf')
+  test(`a media track added after connecting is renegotiated over the DataChannel, not the worker (${label(libA)} → ${label(libB)})`, async () => {
+    const room = randomId('media-')
+    const [a, b] = [await openPeer(room, 'alice', libA), await openPeer(room, 'bobby', libB)]
+    await waitConnected(a, 1)
+    await waitConnected(b, 1)
+    // once connected, each client publishes once more (its packages are cleared); let that settle
+    await new Promise(r => setTimeout(r, 3000))
+    const publishes = () => [...requestsOf(a.sessionId), ...requestsOf(b.sessionId)].filter(r => r.body.p).length
+    const before = publishes()
+    const addedAt = Date.now()
+    await a.page.evaluate(id => window.addCamera(id), b.sessionId)
+    await waitFor(() => b.page.evaluate(id => window.events.some(e => e.type === 'track' && e.id === id && e.kind === 'video'), a.sessionId), 20_000, 'the video track to arrive')
+    console.log(`browser (${label(libA)} → ${label(libB)}): video track arrived ${Date.now() - addedAt} ms after addTrack; publishes during renegotiation: ${publishes() - before}`)
+    assert.equal(publishes() - before, 0, 'no publish (d + p) reached the worker during renegotiation')
+    await a.context.close()
+    await b.context.close()
+  })
+}
 
 test('a reloaded page rejoins with the same context id and leaves no ghost', async () => {
   const room = randomId('reload-')
