@@ -6,8 +6,8 @@
 //! once. Changes in flight together in one isolate share one such write (`batch::Committer`). A
 //! poll that changes nothing is a single read.
 
-use crate::protocol::{Body, Rejection};
 use crate::batch::{not_found, Change, Committer};
+use crate::protocol::{Body, Rejection};
 use crate::room::{RoomIndex, View};
 use crate::store::{Precondition, Store, StoreError};
 use serde_json::Value;
@@ -17,8 +17,9 @@ use std::future::Future;
 /// succeeded, so a storm of N simultaneous writers needs at most N attempts.
 pub const MAX_WRITE_ATTEMPTS: u32 = 64;
 
-/// The stored room document may not grow past this (answered 413 "Room is full").
-/// 100 peers mid-handshake with a full mesh of packages fit comfortably (see docs/storage.md).
+/// The stored room document may not grow past this (answered 413 "Room is full"). A steady
+/// 100-peer room is ~30 KiB; only ~80+ peers all handshaking within one minute reach it
+/// (docs/storage.md has the arithmetic).
 pub const MAX_ROOM_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a request could not be served.
