@@ -49,7 +49,6 @@ function schedule (scenario, seed) {
 
 async function runScenario (url, scenario, seed) {
   const tally = new Tally()
-  const observer = new Tally()
   const rng = seeded(seed + 1)
   const runId = Math.floor(rng() * 1e9).toString(36)
   const roomName = r => `bench-${runId}-${r}`
@@ -69,9 +68,7 @@ async function runScenario (url, scenario, seed) {
     await sleep(real(checkAt))
     for (let r = 0; r < scenario.rooms; r++) {
       const present = peers.filter(({ stint, peer }) => stint.room === r && peer.deleteKey && !peer.stopped)
-      const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ r: roomName(r) }) })
-      observer.record(res, 0, false)
-      const seen = new Set((JSON.parse(await res.text()).ps || []).map(row => row[0]))
+      const seen = new Set((await observe(url, roomName(r))).map(row => row[0]))
       expected += present.length
       lost += present.filter(({ peer }) => !seen.has(peer.session)).length
     }
@@ -79,6 +76,19 @@ async function runScenario (url, scenario, seed) {
   await Promise.all([...runs, check])
   const peerHours = stints.reduce((sum, s) => sum + (s.leave - s.join), 0) / 3_600_000
   return { tally, peerHours, lost, expected }
+}
+
+/** The room as an observer sees it; retried, since a worker under load may drop a connection. */
+async function observe (url, room) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ r: room }) })
+      return JSON.parse(await res.text()).ps || []
+    } catch (err) {
+      if (attempt === 3) throw err
+      await sleep(500)
+    }
+  }
 }
 
 async function referenceOps (url) {
@@ -126,10 +136,10 @@ function wasmSize () {
 }
 
 async function main () {
-  const [ours, reference] = await Promise.all([
-    startWorker('ours'),
-    startWorker('reference', { cwd: join(ROOT, 'tests/bench') })
-  ])
+  const ours = await startWorker('ours')
+  // The reference gets a fresh `wrangler dev` per scenario: under the heavier scenarios its
+  // workerd has been seen to drop connections or exit, and fresh counters isolate scenarios.
+  const startReference = () => startWorker('reference', { cwd: join(ROOT, 'tests/bench') })
   const sections = []
   const summary = []
   try {
@@ -140,10 +150,16 @@ async function main () {
       const mineRun = await runScenario(ours.url, scenario, seed)
       const mine = metrics(mineRun, mineRun.tally.ops)
       process.stdout.write(' reference…')
-      const before = await referenceOps(reference.url)
-      const theirsRun = await runScenario(reference.url, scenario, seed)
-      await sleep(11_000) // its vacuum runs in waitUntil after a random delay of up to 10 s
-      const after = await referenceOps(reference.url)
+      const reference = await startReference()
+      let theirsRun, before, after
+      try {
+        before = await referenceOps(reference.url)
+        theirsRun = await runScenario(reference.url, scenario, seed)
+        await sleep(11_000) // its vacuum runs in waitUntil after a random delay of up to 10 s
+        after = await referenceOps(reference.url)
+      } finally {
+        reference.stop()
+      }
       const delta = Object.fromEntries(Object.keys(after).map(k => [k, after[k] - before[k]]))
       const theirs = metrics(theirsRun, delta)
       console.log(' done')
@@ -175,7 +191,6 @@ async function main () {
     }
   } finally {
     ours.stop()
-    reference.stop()
   }
 
   const size = wasmSize()
