@@ -95,6 +95,30 @@ async function referenceOps (url) {
   return (await fetch(url + '/__bench/ops')).json()
 }
 
+/**
+ * Poll latency without load: a room of `size` published peers, then sequential identified polls
+ * from one of them; returns the p50 in ms.
+ */
+async function unloadedPollP50 (url, size) {
+  const room = `unloaded-${size}-${Date.now()}`
+  const tally = new Tally()
+  const rng = seeded(size)
+  const peers = Array.from({ length: size }, (_, id) => new SimPeer({ url, room, id, compression: COMPRESSION, tally, rng }))
+  for (const peer of peers) {
+    await peer.step() // first poll (and, alone, the immediate publish)
+    await peer.step() // identified poll that publishes
+  }
+  await sleep(500) // the reference writes after answering
+  const times = []
+  for (let i = 0; i < 40; i++) {
+    const started = performance.now()
+    await peers[0].post({ r: room, k: peers[0].context, d: peers[0].data(), t: peers[0].dataTimestamp, x: peers[0].timing.stateExpirationIntervalMs })
+    times.push(performance.now() - started)
+  }
+  for (const peer of peers) await peer.leave()
+  return percentile(times, 50)
+}
+
 function percentile (values, p) {
   if (values.length === 0) return NaN
   const sorted = [...values].sort((a, b) => a - b)
@@ -142,6 +166,7 @@ async function main () {
   const startReference = () => startWorker('reference', { cwd: join(ROOT, 'tests/bench') })
   const sections = []
   const summary = []
+  const unloaded = {}
   try {
     for (const [i, scenario] of SCENARIOS.entries()) {
       if (process.env.BENCH_ONLY && !scenario.name.includes(process.env.BENCH_ONLY)) continue
@@ -189,16 +214,29 @@ async function main () {
       sections.push(table)
       summary.push({ scenario, mine, theirs })
     }
+    process.stdout.write('unloaded poll latency: ours…')
+    unloaded.ours = [await unloadedPollP50(ours.url, 1), await unloadedPollP50(ours.url, 50)]
+    process.stdout.write(' reference…')
+    const reference = await startReference()
+    try {
+      unloaded.reference = [await unloadedPollP50(reference.url, 1), await unloadedPollP50(reference.url, 50)]
+    } finally {
+      reference.stop()
+    }
+    console.log(' done')
   } finally {
     ours.stop()
   }
 
   const size = wasmSize()
-  const onePeer = summary[0].mine.p50
-  const fifty = summary[2]
+  const named = name => summary.find(s => s.scenario.name === name)
+  const costScenarios = ['1 room x 2 peers', '1 room x 10 peers', '1 room x 50 peers', '20 rooms x 4 peers'].map(named).filter(Boolean)
+  const onePeer = named('1 room x 2 peers')?.mine.p50 ?? NaN
+  const fifty = named('1 room x 50 peers') ?? { mine: { p50: NaN }, theirs: { p50: NaN } }
+  const storm = named('join storm: 20 peers at once') ?? { mine: { lost: '—' }, theirs: { lost: '—' } }
   const totalOps = s => s.classA + s.classB
-  const opsRatios = summary.slice(0, 4).map(s => totalOps(s.theirs) / totalOps(s.mine))
-  const perRequestRatios = summary.slice(0, 4).map(s => s.theirs.perRequest / s.mine.perRequest)
+  const opsRatios = costScenarios.map(s => totalOps(s.theirs) / totalOps(s.mine))
+  const perRequestRatios = costScenarios.map(s => s.theirs.perRequest / s.mine.perRequest)
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
   const doc = [
     '# Benchmarks',
@@ -212,10 +250,11 @@ async function main () {
     '',
     '## Headlines',
     '',
-    `- R2 operations per peer-hour (Class A + B): reference / ours = ${opsRatios.map(r => r.toFixed(1) + 'x').join(', ')} for 2, 10, 50 peers and 20 rooms × 4.`,
+    `- R2 operations per peer-hour (Class A + B): reference / ours = ${opsRatios.map(r => r.toFixed(1) + 'x').join(', ')} for ${costScenarios.map(s => s.scenario.name).join(', ')}.`,
     `- R2 operations per request: reference / ours = ${perRequestRatios.map(r => r.toFixed(1) + 'x').join(', ')} (same scenarios). The simulated clients wait for each answer, as the real client does, so a slow worker gets fewer requests: per peer-hour understates the reference's cost where it is slow (50 peers); per request does not.`,
     `- Poll p50 at 50 peers: ours ${fmt(fifty.mine.p50)} ms, reference ${fmt(fifty.theirs.p50)} ms (${ratio(fifty.theirs.p50, fifty.mine.p50)} faster); ours at 1 peer's room: ${fmt(onePeer)} ms (50-peer / 2-peer = ${(fifty.mine.p50 / onePeer).toFixed(2)}).`,
-    `- Join storm (20 at once): ours lost ${summary[4].mine.lost}, reference lost ${summary[4].theirs.lost}.`,
+    `- Unloaded poll p50 (sequential polls, nothing else running): ours ${fmt(unloaded.ours[0])} ms at 1 peer, ${fmt(unloaded.ours[1])} ms at 50 peers (${(unloaded.ours[1] / unloaded.ours[0]).toFixed(2)}x); reference ${fmt(unloaded.reference[0])} ms and ${fmt(unloaded.reference[1])} ms; at 50 peers the reference is ${ratio(unloaded.reference[1], unloaded.ours[1])} slower. Under the scenario's load (50 clients at ${Math.round(COMPRESSION / SCALE)}x time on this 2-core machine) our p50 grows with the request rate, not with the room: see the line above.`,
+    `- Join storm (20 at once): ours lost ${storm.mine.lost}, reference lost ${storm.theirs.lost}.`,
     '- Class A operations spent on expiry: ours 0 (no list, no marker; dead rows are dropped by writes that happen anyway). Every Class A op of ours above is a publish, heartbeat or leave.',
     size ? `- Worker wasm: ${size.raw.toLocaleString('en-US')} bytes raw, ${size.gzip.toLocaleString('en-US')} bytes gzip.` : '- Worker wasm: not built.',
     '',

@@ -59,6 +59,9 @@ test('a steady poll reads one object and writes nothing, at 1 and at 50 peers', 
     const answer = await send(OURS, { body: pollBody(peers[0]) })
     assert.equal(answer.json.ps.length, size - 1)
     assert.deepEqual(answer.ops, { get: 1, put: 0, delete: 0, list: 0 }, `steady poll at ${size} peers`)
-    console.log(`steady poll at ${size} peers: ${answer.ops.get} R2 read(s), ${answer.ops.put} writes`)
+    const times = []
+    for (let i = 0; i < 30; i++) times.push((await send(OURS, { body: pollBody(peers[0]) })).ms)
+    const p50 = times.sort((x, y) => x - y)[15]
+    console.log(`steady poll at ${size} peers: ${answer.ops.get} R2 read(s), ${answer.ops.put} writes, unloaded p50 ${p50.toFixed(1)} ms`)
   }
 })
