@@ -160,73 +160,80 @@ function wasmSize () {
 }
 
 async function main () {
-  const ours = await startWorker('ours')
-  // The reference gets a fresh `wrangler dev` per scenario: under the heavier scenarios its
-  // workerd has been seen to drop connections or exit, and fresh counters isolate scenarios.
+  // Each scenario gets fresh `wrangler dev` instances of both workers: long runs under load have
+  // seen either workerd drop connections or exit, and fresh state isolates scenarios.
+  const startOurs = () => startWorker('ours')
   const startReference = () => startWorker('reference', { cwd: join(ROOT, 'tests/bench') })
   const sections = []
   const summary = []
   const unloaded = {}
-  try {
-    for (const [i, scenario] of SCENARIOS.entries()) {
-      if (process.env.BENCH_ONLY && !scenario.name.includes(process.env.BENCH_ONLY)) continue
-      const seed = 1000 + i
-      process.stdout.write(`${scenario.name}: ours…`)
-      const mineRun = await runScenario(ours.url, scenario, seed)
-      const mine = metrics(mineRun, mineRun.tally.ops)
-      process.stdout.write(' reference…')
-      const reference = await startReference()
-      let theirsRun, before, after
-      try {
-        before = await referenceOps(reference.url)
-        theirsRun = await runScenario(reference.url, scenario, seed)
-        await sleep(11_000) // its vacuum runs in waitUntil after a random delay of up to 10 s
-        after = await referenceOps(reference.url)
-      } finally {
-        reference.stop()
-      }
-      const delta = Object.fromEntries(Object.keys(after).map(k => [k, after[k] - before[k]]))
-      const theirs = metrics(theirsRun, delta)
-      console.log(' done')
-
-      const rows = [
-        ['requests / peer-hour', mine.requests, theirs.requests, ratio(theirs.requests, mine.requests)],
-        ['Class A ops / peer-hour', mine.classA, theirs.classA, ratio(theirs.classA, mine.classA)],
-        ['Class B ops / peer-hour', mine.classB, theirs.classB, ratio(theirs.classB, mine.classB)],
-        ['free ops (delete) / peer-hour', mine.free, theirs.free, ratio(theirs.free, mine.free)],
-        ['R2 ops (A + B) / request', mine.perRequest, theirs.perRequest, ratio(theirs.perRequest, mine.perRequest)],
-        ['poll latency p50 (ms)', mine.p50, theirs.p50, ratio(theirs.p50, mine.p50)],
-        ['poll latency p99 (ms)', mine.p99, theirs.p99, ratio(theirs.p99, mine.p99)],
-        ['peers lost (observer check)', mine.lost, theirs.lost, ''],
-        ['non-200 answers', mine.errors, theirs.errors, ''],
-        ['free-tier peer-hours / month', freeTierPeerHours(mine), freeTierPeerHours(theirs), ratio(freeTierPeerHours(mine), freeTierPeerHours(theirs))]
-      ]
-      const table = [
-        `### ${scenario.name}`,
-        '',
-        `${fmt(mineRun.peerHours)} simulated peer-hours each; ${mineRun.tally.requests} requests to ours, ${theirsRun.tally.requests} to the reference.`,
-        '',
-        '| metric | ours | reference | reference / ours |',
-        '|---|---:|---:|---:|',
-        ...rows.map(([label, a, b, r]) => `| ${label} | ${typeof a === 'number' ? fmt(a) : a} | ${typeof b === 'number' ? fmt(b) : b} | ${r} |`)
-      ].join('\n')
-      console.log('\n' + table + '\n')
-      sections.push(table)
-      summary.push({ scenario, mine, theirs })
+  for (const [i, scenario] of SCENARIOS.entries()) {
+    if (process.env.BENCH_ONLY && !scenario.name.includes(process.env.BENCH_ONLY)) continue
+    const seed = 1000 + i
+    process.stdout.write(`${scenario.name}: ours…`)
+    const ours = await startOurs()
+    let mineRun
+    try {
+      mineRun = await runScenario(ours.url, scenario, seed)
+    } finally {
+      ours.stop()
     }
-    process.stdout.write('unloaded poll latency: ours…')
-    unloaded.ours = [await unloadedPollP50(ours.url, 1), await unloadedPollP50(ours.url, 50)]
+    const mine = metrics(mineRun, mineRun.tally.ops)
     process.stdout.write(' reference…')
     const reference = await startReference()
+    let theirsRun, before, after
     try {
-      unloaded.reference = [await unloadedPollP50(reference.url, 1), await unloadedPollP50(reference.url, 50)]
+      before = await referenceOps(reference.url)
+      theirsRun = await runScenario(reference.url, scenario, seed)
+      await sleep(11_000) // its vacuum runs in waitUntil after a random delay of up to 10 s
+      after = await referenceOps(reference.url)
     } finally {
       reference.stop()
     }
+    const delta = Object.fromEntries(Object.keys(after).map(k => [k, after[k] - before[k]]))
+    const theirs = metrics(theirsRun, delta)
     console.log(' done')
+
+    const rows = [
+      ['requests / peer-hour', mine.requests, theirs.requests, ratio(theirs.requests, mine.requests)],
+      ['Class A ops / peer-hour', mine.classA, theirs.classA, ratio(theirs.classA, mine.classA)],
+      ['Class B ops / peer-hour', mine.classB, theirs.classB, ratio(theirs.classB, mine.classB)],
+      ['free ops (delete) / peer-hour', mine.free, theirs.free, ratio(theirs.free, mine.free)],
+      ['R2 ops (A + B) / request', mine.perRequest, theirs.perRequest, ratio(theirs.perRequest, mine.perRequest)],
+      ['poll latency p50 (ms)', mine.p50, theirs.p50, ratio(theirs.p50, mine.p50)],
+      ['poll latency p99 (ms)', mine.p99, theirs.p99, ratio(theirs.p99, mine.p99)],
+      ['peers lost (observer check)', mine.lost, theirs.lost, ''],
+      ['non-200 answers', mine.errors, theirs.errors, ''],
+      ['free-tier peer-hours / month', freeTierPeerHours(mine), freeTierPeerHours(theirs), ratio(freeTierPeerHours(mine), freeTierPeerHours(theirs))]
+    ]
+    const table = [
+      `### ${scenario.name}`,
+      '',
+      `${fmt(mineRun.peerHours)} simulated peer-hours each; ${mineRun.tally.requests} requests to ours, ${theirsRun.tally.requests} to the reference.`,
+      '',
+      '| metric | ours | reference | reference / ours |',
+      '|---|---:|---:|---:|',
+      ...rows.map(([label, a, b, r]) => `| ${label} | ${typeof a === 'number' ? fmt(a) : a} | ${typeof b === 'number' ? fmt(b) : b} | ${r} |`)
+    ].join('\n')
+    console.log('\n' + table + '\n')
+    sections.push(table)
+    summary.push({ scenario, mine, theirs })
+  }
+  process.stdout.write('unloaded poll latency: ours…')
+  const ours = await startOurs()
+  try {
+    unloaded.ours = [await unloadedPollP50(ours.url, 1), await unloadedPollP50(ours.url, 50)]
   } finally {
     ours.stop()
   }
+  process.stdout.write(' reference…')
+  const reference = await startReference()
+  try {
+    unloaded.reference = [await unloadedPollP50(reference.url, 1), await unloadedPollP50(reference.url, 50)]
+  } finally {
+    reference.stop()
+  }
+  console.log(' done')
 
   const size = wasmSize()
   const named = name => summary.find(s => s.scenario.name === name)
