@@ -162,6 +162,16 @@ function wasmSize () {
   }
 }
 
+/** Run `fn` with a freshly started worker, and stop it whatever happens. */
+async function withWorker (start, fn) {
+  const worker = await start()
+  try {
+    return await fn(worker)
+  } finally {
+    worker.stop()
+  }
+}
+
 async function main () {
   // Each scenario gets fresh `wrangler dev` instances of both workers: long runs under load have
   // seen either workerd drop connections or exit, and fresh state isolates scenarios.
@@ -174,25 +184,15 @@ async function main () {
     if (process.env.BENCH_ONLY && !scenario.name.includes(process.env.BENCH_ONLY)) continue
     const seed = 1000 + i
     process.stdout.write(`${scenario.name}: ours…`)
-    const ours = await startOurs()
-    let mineRun
-    try {
-      mineRun = await runScenario(ours.url, scenario, seed)
-    } finally {
-      ours.stop()
-    }
+    const mineRun = await withWorker(startOurs, ours => runScenario(ours.url, scenario, seed))
     const mine = metrics(mineRun, mineRun.tally.ops)
     process.stdout.write(' reference…')
-    const reference = await startReference()
-    let theirsRun, before, after
-    try {
-      before = await referenceOps(reference.url)
-      theirsRun = await runScenario(reference.url, scenario, seed)
+    const { theirsRun, before, after } = await withWorker(startReference, async reference => {
+      const before = await referenceOps(reference.url)
+      const theirsRun = await runScenario(reference.url, scenario, seed)
       await sleep(11_000) // its vacuum runs in waitUntil after a random delay of up to 10 s
-      after = await referenceOps(reference.url)
-    } finally {
-      reference.stop()
-    }
+      return { theirsRun, before, after: await referenceOps(reference.url) }
+    })
     const delta = Object.fromEntries(Object.keys(after).map(k => [k, after[k] - before[k]]))
     const theirs = metrics(theirsRun, delta)
     console.log(' done')
@@ -223,19 +223,10 @@ async function main () {
     summary.push({ scenario, mine, theirs })
   }
   process.stdout.write('unloaded poll latency: ours…')
-  const ours = await startOurs()
-  try {
-    unloaded.ours = [await unloadedPollP50(ours.url, 1), await unloadedPollP50(ours.url, 50)]
-  } finally {
-    ours.stop()
-  }
+  const bothSizes = async worker => [await unloadedPollP50(worker.url, 1), await unloadedPollP50(worker.url, 50)]
+  unloaded.ours = await withWorker(startOurs, bothSizes)
   process.stdout.write(' reference…')
-  const reference = await startReference()
-  try {
-    unloaded.reference = [await unloadedPollP50(reference.url, 1), await unloadedPollP50(reference.url, 50)]
-  } finally {
-    reference.stop()
-  }
+  unloaded.reference = await withWorker(startReference, bothSizes)
   console.log(' done')
 
   const size = wasmSize()
