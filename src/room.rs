@@ -80,13 +80,9 @@ impl RoomIndex {
     }
 
     /// Drop dead rows, and packages addressed to sessions that are no longer in the room.
-    /// Called before every write, so expiry costs no operation of its own.
+    /// Called once before every write (`batch::commit`), so expiry costs no operation of its own.
     pub fn prune(&mut self, now_ms: f64) {
         self.peers.retain(|row| row.is_live(now_ms));
-        self.prune_packages();
-    }
-
-    fn prune_packages(&mut self) {
         let live: Vec<String> = self.peers.iter().filter_map(|row| row.session_id().map(str::to_owned)).collect();
         for row in &mut self.peers {
             row.p.retain(|package| package_target(package).is_some_and(|target| live.iter().any(|s| s == target)));
@@ -125,7 +121,6 @@ impl RoomIndex {
             Some(i) => self.peers[i] = row,
             None => self.peers.push(row),
         }
-        self.prune_packages();
         PublishOutcome::Changed { delete_key }
     }
 
@@ -237,6 +232,7 @@ mod tests {
         assert_eq!(room.peers.len(), 2);
         let c = body("ctx-c", "sess-c", later, json!([]));
         publish(&mut room, &c, later, "kc");
+        room.prune(later); // as every write does
         assert_eq!(room.peers.iter().map(|r| r.k.as_str()).collect::<Vec<_>>(), ["ctx-b", "ctx-c"]);
         // b's package for the departed a was pruned with it
         assert!(room.peers[0].p.is_empty());
@@ -252,6 +248,7 @@ mod tests {
         // b reloads: same context, new session; a's package for the old session is useless
         let b2 = body("ctx-b", "sess-b2", NOW + 1.0, json!([]));
         publish(&mut room, &b2, NOW + 1.0, "kb");
+        room.prune(NOW + 1.0); // as every write does
         assert!(room.peers[1].p.is_empty());
     }
 
