@@ -5,14 +5,13 @@
 //! `worker::Request` into an `HttpRequest`, calls `handle`, and converts the answer back; so the
 //! whole of the worker's behaviour is testable natively against `MemoryStore`.
 
-use crate::batch::Committer;
+use crate::layout::{Failure, Storage};
+use crate::platform::{Pace, Platform};
 use crate::protocol::{parse_body, Rejection};
 use crate::quota::{Admission, Gate, Ledgers, QuotaPolicy};
-use crate::service::{self, Failure};
+use crate::service;
 use crate::store::{OpCounts, Store};
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 
 /// Largest request body accepted (413 beyond). A newcomer in a 100-peer room publishes one
 /// handshake package per peer, at most ~1.5 KiB each: ~150 KiB, plus its peer data.
@@ -36,6 +35,8 @@ pub struct HttpRequest {
     /// Header names in any case; looked up case-insensitively.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The shell stopped reading the body at `MAX_BODY_BYTES` (a streamed body without a length).
+    pub body_over_cap: bool,
 }
 
 impl HttpRequest {
@@ -43,9 +44,10 @@ impl HttpRequest {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
     }
 
-    /// Whether the shell must read the body before calling `handle` (it need not for GET/OPTIONS).
+    /// Whether the shell must read the body before calling `handle`: only for the methods that
+    /// can be served (others get 405 or a status page without it being read).
     pub fn wants_body(method: &str) -> bool {
-        !matches!(method, "GET" | "OPTIONS" | "HEAD")
+        matches!(method, "POST" | "DELETE")
     }
 }
 
@@ -83,24 +85,20 @@ impl HttpResponse {
 }
 
 /// Everything `handle` needs from the environment.
-pub struct Context<'a, S: Store> {
+pub struct Context<'a, S: Store, P: Platform> {
     /// The bound R2 bucket, if any.
     pub store: Option<&'a S>,
+    /// Clock, randomness, sleep, log.
+    pub platform: &'a P,
+    /// How fast one key may be written (`R2_WRITE_INTERVAL_MS`; R2's one second by default).
+    pub pace: Pace,
     pub policy: &'a QuotaPolicy,
     pub ledgers: &'a RefCell<Ledgers>,
-    /// Group-commit queues for rooms with writes in flight in this isolate.
-    pub committer: &'a Committer,
-    /// A short timer, for requests waiting on another's group commit.
-    pub pause: &'a dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>,
-    /// Worker clock, ms since the epoch.
-    pub now_ms: f64,
-    /// Source of fresh delete keys (the platform CSPRNG in production).
-    pub fresh_delete_key: &'a mut dyn FnMut() -> String,
 }
 
 /// Answer one request. Never panics on input; every answer carries the storage operations it cost
 /// in `Server-Timing`.
-pub async fn handle<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> HttpResponse {
+pub async fn handle<S: Store, P: Platform>(request: &HttpRequest, cx: Context<'_, S, P>) -> HttpResponse {
     let before = cx.store.map(|s| s.ops()).unwrap_or_default();
     let store = cx.store;
     let mut response = route(request, cx).await;
@@ -115,13 +113,13 @@ pub async fn handle<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> Http
     response
 }
 
-async fn route<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> HttpResponse {
+async fn route<S: Store, P: Platform>(request: &HttpRequest, cx: Context<'_, S, P>) -> HttpResponse {
     match cx.policy.gate(request.header("Origin")) {
         Gate::Open => {}
         Gate::Unauthorized => return HttpResponse::bare_text(401, "Unauthorized"),
         Gate::Metered(quota) => {
             if let (Some(store), Some(origin)) = (cx.store, request.header("Origin")) {
-                if Ledgers::admit(cx.ledgers, store, origin, quota, cx.now_ms).await == Admission::OverQuota {
+                if Ledgers::admit(cx.ledgers, store, origin, quota, cx.platform.now_ms()).await == Admission::OverQuota {
                     return HttpResponse::bare_text(429, "Over quota");
                 }
             }
@@ -145,7 +143,7 @@ async fn route<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> HttpRespo
         return HttpResponse::bare_text(405, "Method not allowed");
     }
     let declared_length = request.header("Content-Length").and_then(|n| n.parse::<usize>().ok());
-    if request.body.len() > MAX_BODY_BYTES || declared_length.is_some_and(|n| n > MAX_BODY_BYTES) {
+    if request.body_over_cap || request.body.len() > MAX_BODY_BYTES || declared_length.is_some_and(|n| n > MAX_BODY_BYTES) {
         return HttpResponse::cors_text(413, format!("Request body too large: the limit is {MAX_BODY_BYTES} bytes"));
     }
 
@@ -156,17 +154,17 @@ async fn route<S: Store>(request: &HttpRequest, cx: Context<'_, S>) -> HttpRespo
     }
 }
 
-async fn serve<S: Store>(request: &HttpRequest, is_delete: bool, cx: Context<'_, S>) -> Result<String, Failure> {
-    let body = parse_body(&request.body, cx.now_ms)?;
+async fn serve<S: Store, P: Platform>(request: &HttpRequest, is_delete: bool, cx: Context<'_, S, P>) -> Result<String, Failure> {
+    let body = parse_body(&request.body, cx.platform.now_ms())?;
     let Some(store) = cx.store else {
         return Err(Failure::Unavailable("No R2 bucket is bound to this worker; see INSTALL.md".into()));
     };
+    let storage = Storage::new(store, cx.platform, cx.pace);
     if is_delete {
-        service::leave(store, cx.committer, cx.pause, &body, cx.now_ms).await?;
+        service::leave(&storage, &body).await?;
         Ok("{}".into())
     } else {
-        let answer = service::poll(store, cx.committer, cx.pause, &body, cx.now_ms, || (cx.fresh_delete_key)()).await?;
-        Ok(answer.to_json())
+        Ok(service::poll(&storage, &body).await?.to_json())
     }
 }
 
@@ -212,7 +210,7 @@ fn status_page(has_bucket: bool) -> HttpResponse {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use crate::testing::block_on;
+    use crate::testing::{block_on, TestPlatform};
     use serde_json::{json, Value};
 
     const NOW: f64 = 1_795_435_200_000.0;
@@ -222,13 +220,13 @@ mod tests {
         store: MemoryStore,
         policy: QuotaPolicy,
         ledgers: RefCell<Ledgers>,
-        committer: Committer,
+        platform: TestPlatform,
         bucket: bool,
     }
 
     impl Worker {
         fn new() -> Self {
-            Worker { store: MemoryStore::new(), policy: QuotaPolicy::default(), ledgers: RefCell::default(), committer: Committer::default(), bucket: true }
+            Worker { store: MemoryStore::new(), policy: QuotaPolicy::default(), ledgers: RefCell::default(), platform: TestPlatform::at(NOW), bucket: true }
         }
 
         fn send(&self, method: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
@@ -237,18 +235,16 @@ mod tests {
                 path: "/".into(),
                 headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
                 body: body.as_bytes().to_vec(),
+                body_over_cap: false,
             };
-            let mut keys = || "delete-key".to_string();
             let cx = Context {
                 store: self.bucket.then_some(&self.store),
+                platform: &self.platform,
+                pace: Pace::default(),
                 policy: &self.policy,
                 ledgers: &self.ledgers,
-                committer: &self.committer,
-                pause: &|| Box::pin(crate::testing::yield_now()),
-                now_ms: NOW,
-                fresh_delete_key: &mut keys,
             };
-            block_on(handle(&request, cx))
+            block_on(&self.platform, handle(&request, cx))
         }
 
         fn post(&self, body: &Value) -> HttpResponse {
@@ -268,7 +264,7 @@ mod tests {
         let worker = Worker::new();
         let response = worker.post(&publish(1));
         assert_eq!(response.status, 200);
-        assert_eq!(serde_json::from_str::<Value>(response.body.as_deref().unwrap()).unwrap(), json!({"ps": [], "pk": [], "dk": "delete-key"}));
+        assert_eq!(serde_json::from_str::<Value>(response.body.as_deref().unwrap()).unwrap(), json!({"ps": [], "pk": [], "dk": worker.platform.last_key()}));
         assert_eq!(response.header("Access-Control-Allow-Origin"), Some("*"));
         assert_eq!(response.header("Vary"), Some("Origin"));
         assert_eq!(response.header("Server-Timing"), Some("r2;desc=\"get=1 put=1 delete=0 list=0\""));
@@ -314,12 +310,12 @@ mod tests {
     #[test]
     fn leave_by_header_or_method() {
         let worker = Worker::new();
-        let dk = "delete-key";
         for headers in [vec![("Content-Type", "application/json"), ("X-Worker-Method", "DELETE")], vec![("Content-Type", "application/json")]] {
             let method = if headers.len() == 2 { "POST" } else { "DELETE" };
-            worker.post(&publish(1));
+            let published = worker.post(&publish(1));
+            let dk = serde_json::from_str::<Value>(published.body.as_deref().unwrap()).unwrap()["dk"].as_str().unwrap().to_string();
             let mut leave = publish(1);
-            leave["dk"] = json!(dk);
+            leave["dk"] = json!(dk.clone());
             let response = worker.send(method, &headers, &leave.to_string());
             assert_eq!((response.status, response.body.as_deref()), (200, Some("{}")), "{method}");
             let again = worker.send(method, &headers, &leave.to_string());
@@ -351,12 +347,12 @@ mod tests {
     }
 
     #[test]
-    fn storage_failures_are_503_with_a_message() {
+    fn storage_failing_past_the_budget_is_503_with_a_message() {
         let worker = Worker::new();
-        worker.store.fail_next(1);
+        worker.store.fail_next(1000);
         let response = worker.post(&publish(1));
         assert_eq!(response.status, 503);
-        assert!(response.body.unwrap().contains("storage error"));
+        assert!(response.body.unwrap().contains("Storage is unavailable"));
     }
 
     #[test]

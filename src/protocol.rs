@@ -17,6 +17,9 @@ pub const MIN_ROOM_LEN: usize = 4;
 pub const MAX_EXPIRY_MS: f64 = 24.0 * 60.0 * 60.0 * 1000.0;
 /// How far a data timestamp (`t`) may stray from the worker's clock, in ms.
 pub const MAX_CLOCK_SKEW_MS: f64 = 10.0 * 60.0 * 1000.0;
+/// Largest handshake package, as JSON text. A real one is ~600 bytes and at most ~2.4 KiB (ten
+/// IPv6 candidates; docs/storage.md has the arithmetic).
+pub const MAX_PACKAGE_BYTES: usize = 4096;
 /// A DTLS fingerprint is a SHA-256 digest: 32 bytes, 44 characters of base64.
 const DTLS_FINGERPRINT_BYTES: usize = 32;
 const DTLS_FINGERPRINT_CHARS: usize = 44;
@@ -186,6 +189,9 @@ fn parse_packages(p: &Value) -> Result<Vec<Value>, Rejection> {
         match package {
             Value::Array(items) if items.first().and_then(id_string).is_some() => {}
             _ => return Err(bad()),
+        }
+        if serde_json::to_string(package).map_or(true, |text| text.len() > MAX_PACKAGE_BYTES) {
+            return Err(Rejection::bad_request(format!("Bad packages: a package is larger than {MAX_PACKAGE_BYTES} bytes")));
         }
     }
     Ok(packages.clone())
@@ -407,6 +413,8 @@ mod tests {
         let mut body = publish();
         body["p"] = json!([]);
         assert_eq!(parse(&body).unwrap().packages.unwrap().len(), 0);
+        body["p"] = json!([["sess-2", "x".repeat(MAX_PACKAGE_BYTES)]]);
+        assert!(message(&body).contains("larger than 4096 bytes"));
     }
 
     #[test]

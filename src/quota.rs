@@ -221,7 +221,10 @@ fn encode_uri_component(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use crate::testing::block_on;
+    use crate::testing::{block_on as run, TestPlatform};
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        run(&TestPlatform::at(NOW), future)
+    }
     use std::cell::RefCell;
 
     // 2026-11-23T12:00:00Z

@@ -1,47 +1,23 @@
-//! Poll, publish and leave, as storage round-trips over any `Store`.
+//! Poll, publish and leave: what each request reads and writes, over `layout` and `commit`.
 //!
-//! Every change is read–modify–compare-and-swap on the room's one index object: if another
-//! writer got in between our read and our write, the write is refused and we merge again onto the
-//! newer state (`batch::commit`). That is why no join can be lost, however many peers arrive at
-//! once. Changes in flight together in one isolate share one such write (`batch::Committer`). A
-//! poll that changes nothing is a single read.
+//! A poll is one read of the room's index. A publish or leave is a read and, through `commit`, a
+//! compare-and-swap or a pending change that a fold lands. An identified poll (`d` and `t`, no `p`)
+//! whose row is missing or older than its `t` shows that the client's last publish is not in the
+//! index (cancelled, or still pending past its request's budget): that poll lands it, from the
+//! pending change if there is one, else by healing the row from the `d` and `t` it carries. The
+//! p2pcf client never resends a publish, so this is what makes a lost answer harmless.
 
-use crate::batch::{not_found, Change, Committer};
+use crate::commit::{commit, fold_until_landed};
+use crate::layout::{pending_context, Failure, Storage};
+use crate::platform::Platform;
 use crate::protocol::{Body, Rejection};
-use crate::room::{RoomIndex, View};
-use crate::store::{Precondition, Store, StoreError};
+use crate::room::{Change, Leave, Mode, Package, Publish, RoomDoc, View};
+use crate::store::Store;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
-use std::future::Future;
 
-/// Compare-and-swap attempts before giving up with 503. Each failed attempt means another writer
-/// succeeded, so a storm of N simultaneous writers needs at most N attempts.
-pub const MAX_WRITE_ATTEMPTS: u32 = 64;
-
-/// The stored room document may not grow past this (answered 413 "Room is full"). A steady
-/// 100-peer room is ~30 KiB; only ~80+ peers all handshaking within one minute reach it
-/// (docs/storage.md has the arithmetic).
-pub const MAX_ROOM_BYTES: usize = 4 * 1024 * 1024;
-
-/// Why a request could not be served.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The request is wrong: 4xx with a message.
-    Rejected(Rejection),
-    /// Storage failed or stayed contended: 503, nothing half-written.
-    Unavailable(String),
-}
-
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        Failure::Unavailable(err.to_string())
-    }
-}
-
-impl From<Rejection> for Failure {
-    fn from(rejection: Rejection) -> Self {
-        Failure::Rejected(rejection)
-    }
-}
+/// Length of a delete key, as the reference (24 characters of [A-Za-z0-9]).
+pub const DELETE_KEY_LEN: usize = 24;
 
 /// The answer to a poll: `{ps, pk, dk?}`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,223 +26,399 @@ pub struct PollAnswer {
     pub delete_key: Option<String>,
 }
 
-/// The answer's wire form, fields in the reference's order.
-#[derive(serde::Serialize)]
-struct WireAnswer<'a> {
-    ps: &'a [Value],
-    pk: &'a [Value],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dk: Option<&'a str>,
-}
-
 impl PollAnswer {
+    /// The wire form, fields in the reference's order; rows and packages are spliced in as stored.
     pub fn to_json(&self) -> String {
-        let wire = WireAnswer { ps: &self.view.peers, pk: &self.view.packages, dk: self.delete_key.as_deref() };
-        serde_json::to_string(&wire).expect("an answer always serializes")
+        let size = self.view.peers.iter().chain(&self.view.packages).map(|s| s.len() + 1).sum::<usize>() + 64;
+        let mut out = String::with_capacity(size);
+        out.push_str("{\"ps\":[");
+        out.push_str(&self.view.peers.join(","));
+        out.push_str("],\"pk\":[");
+        out.push_str(&self.view.packages.join(","));
+        out.push(']');
+        if let Some(dk) = &self.delete_key {
+            out.push_str(",\"dk\":");
+            out.push_str(&serde_json::to_string(dk).expect("a string serializes"));
+        }
+        out.push('}');
+        out
     }
 }
 
-/// Where a room's index lives in the bucket.
-pub fn room_key(room: &str) -> String {
-    format!("rooms/{room}/index")
+fn raw(value: &impl serde::Serialize) -> Box<RawValue> {
+    to_raw_value(value).expect("validated JSON serializes")
 }
 
-/// A room as read from storage, with the precondition a write-back must meet.
-pub(crate) struct Loaded {
-    pub index: RoomIndex,
-    pub write_condition: Precondition,
+/// The change a publish asks for (`d` and `p` present), or a heal from an identified poll.
+fn publish_change(body: &Body, packages: Vec<Package>, fresh_dk: String) -> Option<Change> {
+    let peer = body.peer.as_ref()?;
+    Some(Change::Publish(Publish {
+        k: peer.context.clone(),
+        s: peer.data.session_id.clone(),
+        d: raw(&peer.data.values),
+        t: peer.timestamp.clone(),
+        x: peer.expiry_ms,
+        p: packages,
+        fresh_dk,
+    }))
 }
 
-pub(crate) async fn load<S: Store>(store: &S, key: &str) -> Result<Loaded, Failure> {
-    match store.get(key).await? {
-        None => Ok(Loaded { index: RoomIndex::default(), write_condition: Precondition::Absent }),
-        Some(stored) => {
-            // A document we cannot read (never written by this worker) is replaced on the next write.
-            let index = RoomIndex::from_json(&stored.body).unwrap_or_default();
-            Ok(Loaded { index, write_condition: Precondition::Matches(stored.etag) })
+fn wire_packages(packages: &[Value]) -> Vec<Package> {
+    packages
+        .iter()
+        .filter_map(|package| Some(Package(crate::protocol::package_target(package)?.to_owned(), raw(package))))
+        .collect()
+}
+
+fn answer(doc: &RoomDoc, body: &Body, delete_key: Option<String>, now_ms: f64) -> PollAnswer {
+    let session = body.peer.as_ref().map(|peer| peer.data.session_id.as_str());
+    PollAnswer { view: doc.view(body.context.as_deref(), session, now_ms), delete_key }
+}
+
+/// Serve a POST: a poll (one read, unless it has to land a lost publish) or a publish.
+pub async fn poll<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body) -> Result<PollAnswer, Failure> {
+    let loaded = storage.load(&body.room).await?;
+    if let (true, Some(packages)) = (body.is_publish(), &body.packages) {
+        let fresh_dk = storage.platform.random_key(DELETE_KEY_LEN);
+        let change = publish_change(body, wire_packages(packages), fresh_dk).expect("a publish has d");
+        let committed = commit(storage, &body.room, &change, loaded).await?;
+        return Ok(answer(&committed.doc, body, committed.delete_key, storage.now()));
+    }
+    let doc = land_lost_publish(storage, body, loaded.clone()).await.unwrap_or(loaded.doc);
+    Ok(answer(&doc, body, None, storage.now()))
+}
+
+/// If `body` is an identified poll whose row is behind its `t`, land the client's last publish.
+/// `None` when there is nothing to land (the usual case, at no cost) or it could not be landed now.
+async fn land_lost_publish<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, loaded: crate::layout::Loaded) -> Option<RoomDoc> {
+    let peer = body.peer.as_ref()?;
+    let now = storage.now();
+    let behind = match loaded.doc.row(&peer.context, now) {
+        Some(row) => matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
+        None => true,
+    };
+    if !behind {
+        return None;
+    }
+    let keys = storage.list_pending(&body.room).await.ok()?;
+    let mine = keys.iter().rev().find(|key| pending_context(key).as_deref() == Some(peer.context.as_str()));
+    if let Some(key) = mine {
+        if let Ok(Some(change)) = storage.read_pending(key).await {
+            return fold_until_landed(storage, &body.room, &change, key, Mode::Folded, loaded).await.ok().map(|c| c.doc);
         }
     }
-}
-
-/// Write `index` if nobody else wrote since we read it. `Ok(false)` means: read again and retry.
-pub(crate) async fn write_back<S: Store>(store: &S, key: &str, index: &RoomIndex, condition: Precondition) -> Result<bool, Failure> {
-    let body = index.to_json();
-    if body.len() > MAX_ROOM_BYTES {
-        return Err(Rejection { status: 413, message: "Room is full: too much peer data is stored in it".into() }.into());
-    }
-    Ok(store.put_if(key, body, Some(condition)).await?.is_some())
-}
-
-pub(crate) fn too_busy() -> Failure {
-    Failure::Unavailable("The room is too busy right now, try again".into())
-}
-
-/// Serve a POST: a read-only poll (one read), or a publish (`d` and `p`) committed with whatever
-/// else is in flight for the room, answered with the view after it.
-pub async fn poll<S: Store, P: Future<Output = ()>>(
-    store: &S,
-    committer: &Committer,
-    pause: impl Fn() -> P,
-    body: &Body,
-    now_ms: f64,
-    fresh_delete_key: impl FnOnce() -> String,
-) -> Result<PollAnswer, Failure> {
-    if !body.is_publish() {
-        let loaded = load(store, &room_key(&body.room)).await?;
-        return Ok(PollAnswer { view: loaded.index.view(body, now_ms), delete_key: None });
-    }
-    let change = Change::Publish { body: body.clone(), fresh_delete_key: fresh_delete_key() };
-    committer.submit(store, &body.room, change, now_ms, pause).await
+    // No pending change: heal the row from what the poll carries, keeping its stored packages. Only
+    // a context that has a row (live or dead) is healed; a poll never creates a peer by itself.
+    let row = loaded.doc.peers.iter().find(|row| row.k == peer.context)?;
+    let heal = publish_change(body, row.p.clone(), row.dk.clone())?;
+    commit(storage, &body.room, &heal, loaded).await.ok().map(|c| c.doc)
 }
 
 /// Serve a leave (DELETE, or POST with `X-Worker-Method: DELETE`): remove the caller's row.
-pub async fn leave<S: Store, P: Future<Output = ()>>(store: &S, committer: &Committer, pause: impl Fn() -> P, body: &Body, now_ms: f64) -> Result<(), Failure> {
-    if body.delete_key.is_none() {
+pub async fn leave<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body) -> Result<(), Failure> {
+    let Some(delete_key) = body.delete_key.clone() else {
         return Err(Rejection::bad_request("Missing delete key").into());
-    }
-    if body.context.is_none() {
-        return Err(not_found());
-    }
-    committer.submit(store, &body.room, Change::Leave { body: body.clone() }, now_ms, pause).await.map(|_| ())
+    };
+    let Some(context) = body.context.clone() else {
+        return Err(crate::room::not_found().into());
+    };
+    let change = Change::Leave(Leave {
+        k: context,
+        s: body.peer.as_ref().map(|peer| peer.data.session_id.clone()),
+        dk: delete_key,
+        t: body.peer.as_ref().and_then(|peer| peer.timestamp.as_f64()),
+    });
+    let loaded = storage.load(&body.room).await?;
+    commit(storage, &body.room, &change, loaded).await.map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{index_key, pending_prefix};
+    use crate::platform::Pace;
     use crate::protocol::parse_body;
     use crate::store::MemoryStore;
-    use crate::testing::{block_on, join_all, yield_now};
-    use crate::batch::Committer;
+    use crate::testing::{block_on, join_all, TestPlatform, YieldingStore};
     use serde_json::json;
-    use std::cell::Cell;
-    use std::rc::Rc;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
 
     const NOW: f64 = 1_700_000_000_000.0;
     const DTLS: &str = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+    const SECOND: f64 = 1000.0;
 
-    fn publish_body(n: usize, packages: Value) -> Body {
-        let raw = json!({
-            "r": "room-1", "k": format!("ctx-{n}"), "t": NOW, "x": 120000,
-            "d": [format!("sess-{n}"), "client", false, DTLS, NOW, []],
-            "p": packages
-        });
-        parse_body(raw.to_string().as_bytes(), NOW).unwrap()
+    /// A room as R2 would hold it: one write per key per second, on the test clock.
+    fn r2_like(platform: &TestPlatform) -> YieldingStore<MemoryStore> {
+        let store = MemoryStore::new();
+        store.limit_writes(SECOND, platform.clock_fn());
+        YieldingStore::new(store)
     }
 
-    fn observer() -> Body {
-        parse_body(br#"{"r":"room-1"}"#, NOW).unwrap()
+    fn storage<'a, S: Store>(store: &'a S, platform: &'a TestPlatform) -> Storage<'a, S, TestPlatform> {
+        Storage::new(store, platform, Pace::default())
     }
 
-    fn keys() -> impl FnMut() -> String {
-        let mut n = 0;
-        move || {
-            n += 1;
-            format!("key-{n}")
+    fn body(value: Value, now: f64) -> Body {
+        parse_body(value.to_string().as_bytes(), now).unwrap()
+    }
+
+    fn publish(n: usize, t: f64, packages: Value) -> Value {
+        json!({
+            "r": "room-1", "k": format!("ctx-{n}"), "t": t, "x": 120000,
+            "d": [format!("sess-{n}"), "client", false, DTLS, NOW, []], "p": packages
+        })
+    }
+
+    fn identified_poll(n: usize, t: f64) -> Value {
+        let mut poll = publish(n, t, json!([]));
+        poll.as_object_mut().unwrap().remove("p");
+        poll
+    }
+
+    /// Serve one request on its own, as if in an isolate of its own (nothing shared but storage).
+    async fn serve<S: Store>(store: &S, platform: &TestPlatform, request: Value) -> Result<PollAnswer, Failure> {
+        let storage = storage(store, platform);
+        poll(&storage, &body(request, platform.now_ms())).await
+    }
+
+    fn observe<S: Store>(store: &S, platform: &TestPlatform) -> Vec<String> {
+        let answer = block_on(platform, serve(store, platform, json!({"r": "room-1"}))).unwrap();
+        answer.view.peers.iter().map(|row| serde_json::from_str::<Value>(row).unwrap()[0].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// Poll `future` `n` times without finishing it, then drop it: a cancelled request.
+    fn cancel_after<F: Future>(platform: &TestPlatform, future: F, polls: usize) {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..polls {
+            assert!(matches!(future.as_mut().poll(&mut cx), Poll::Pending), "finished before it was cancelled");
         }
+        let _ = platform;
     }
 
     #[test]
     fn a_steady_poll_is_one_read_whatever_the_room_size() {
+        let platform = TestPlatform::at(NOW);
         let store = MemoryStore::new();
-        for n in 0..50 {
-            block_on(poll(&store, &Committer::default(), yield_now, &publish_body(n, json!([])), NOW, keys())).unwrap();
-        }
+        block_on(&platform, join_all((0..50).map(|n| serve(&store, &platform, publish(n, NOW, json!([])))).collect()));
         let before = store.ops();
-        let mut identified = publish_body(7, json!([]));
-        identified.packages = None; // what the p2pcf client sends between heartbeats
-        let answer = block_on(poll(&store, &Committer::default(), yield_now, &identified, NOW, keys())).unwrap();
+        let answer = block_on(&platform, serve(&store, &platform, identified_poll(7, NOW))).unwrap();
         let after = store.ops();
         assert_eq!(answer.view.peers.len(), 49);
-        assert_eq!((after.get - before.get, after.put - before.put), (1, 0));
+        assert_eq!((after.get - before.get, after.put - before.put, after.list - before.list), (1, 0, 0));
+    }
+
+    #[test]
+    fn twenty_lone_joiners_under_r2_limits_all_land_within_seconds() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        store.0.fail_share(0.02, 7);
+        let results = block_on(&platform, join_all((0..20).map(|n| serve(&store, &platform, publish(n, NOW, json!([])))).collect()));
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let took = platform.now_ms() - NOW;
+        store.0.fail_share(0.0, 1);
+        assert_eq!(observe(&store, &platform).len(), 20);
+        assert!(took < 10.0 * SECOND, "took {took} ms");
+        assert_eq!(store.0.max_writes_within(SECOND), 1, "no key written twice within a second");
+        let index_writes = store.0.writes_of(&index_key("room-1"));
+        assert!(index_writes <= 4, "{index_writes} index writes for 20 joins");
+        assert!(store.0.keys().iter().all(|k| !k.starts_with(&pending_prefix("room-1"))), "pending changes are deleted once folded");
+    }
+
+    #[test]
+    fn the_index_is_never_written_twice_within_a_second_by_construction() {
+        // no refusals here: only our own pacing can keep the writes apart
+        let platform = TestPlatform::at(NOW);
+        let store = YieldingStore::new(MemoryStore::new());
+        store.0.record_writes(platform.clock_fn());
+        for wave in 0..5 {
+            let joiners = (0..20).map(|n| serve(&store, &platform, publish(wave * 100 + n, platform.now_ms(), json!([])))).collect();
+            assert!(block_on(&platform, join_all(joiners)).iter().all(Result::is_ok));
+        }
+        assert_eq!(observe(&store, &platform).len(), 100);
+        assert_eq!(store.0.max_writes_within(SECOND), 1);
+    }
+
+    #[test]
+    fn a_cancelled_request_leaves_the_room_usable_and_its_change_lands() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        // peer 2 publishes while the slot is closed: it writes its pending change, then is cancelled
+        // while waiting for the slot (its client went away, or the runtime dropped it)
+        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        assert_eq!(store.0.keys().iter().filter(|k| k.starts_with(&pending_prefix("room-1"))).count(), 1);
+        // nothing is wedged: peer 3's publish lands at once once the slot is open, and folds peer 2's
+        platform.advance(2.0 * SECOND);
+        block_on(&platform, serve(&store, &platform, publish(3, NOW, json!([])))).unwrap();
+        platform.advance(2.0 * SECOND);
+        let mut seen = observe(&store, &platform);
+        seen.sort();
+        // 3 wrote directly (slot open); 2 is still pending: its own client's next identified poll lands it
+        assert_eq!(seen, ["sess-1", "sess-3"]);
+        block_on(&platform, serve(&store, &platform, identified_poll(2, NOW))).unwrap();
+        let mut seen = observe(&store, &platform);
+        seen.sort();
+        assert_eq!(seen, ["sess-1", "sess-2", "sess-3"]);
+        assert!(store.0.keys().iter().all(|k| !k.starts_with(&pending_prefix("room-1"))));
+    }
+
+    #[test]
+    fn a_pending_change_is_folded_by_the_next_writer_that_has_to_wait() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        // peer 3 arrives while the slot is still closed: it goes pending too, and its fold takes 2 along
+        block_on(&platform, serve(&store, &platform, publish(3, NOW, json!([])))).unwrap();
+        assert_eq!(observe(&store, &platform).len(), 3);
+    }
+
+    #[test]
+    fn an_identified_poll_heals_a_row_that_fell_behind_from_its_d_and_t() {
+        let platform = TestPlatform::at(NOW);
+        let store = MemoryStore::new();
+        let b_package = json!([["sess-2", "sess-1", "u", "p", DTLS, null, null, NOW, []]]);
+        block_on(&platform, serve(&store, &platform, publish(2, NOW, json!([])))).unwrap();
+        platform.advance(2.0 * SECOND);
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, b_package))).unwrap();
+        // peer 1's heartbeat (t + 90 s) was lost entirely: no pending change, the row keeps the old t
+        platform.advance(90.0 * SECOND);
+        let late = NOW + 90.0 * SECOND;
+        let before = store.ops();
+        block_on(&platform, serve(&store, &platform, identified_poll(1, late))).unwrap();
+        let ops = store.ops();
+        assert_eq!((ops.list - before.list, ops.put - before.put), (1, 1), "a behind row costs a list and a write, once");
+        let stored = crate::room::RoomDoc::from_json(&store.peek(&index_key("room-1")).unwrap()).unwrap();
+        let row = stored.row("ctx-1", platform.now_ms()).unwrap();
+        assert_eq!(row.t.as_f64(), Some(late));
+        assert_eq!(row.p.len(), 1, "its packages are kept");
+        // and now it is not behind: the next poll is one read again
+        let before = store.ops();
+        block_on(&platform, serve(&store, &platform, identified_poll(1, late))).unwrap();
+        assert_eq!((store.ops().get - before.get, store.ops().list - before.list), (1, 0));
+        // a poll never creates a peer that never published
+        block_on(&platform, serve(&store, &platform, identified_poll(9, late))).unwrap();
+        assert_eq!(observe(&store, &platform).len(), 2);
     }
 
     #[test]
     fn a_writer_slipping_in_between_read_and_write_is_not_lost() {
+        let platform = TestPlatform::at(NOW);
         let store = MemoryStore::new();
-        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, json!([])), NOW, keys())).unwrap();
-        // Just before our write lands, peer 2 publishes (once).
-        let fired = Rc::new(Cell::new(false));
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        platform.advance(2.0 * SECOND);
+        let fired = std::rc::Rc::new(std::cell::Cell::new(false));
         let flag = fired.clone();
+        let sneak = serde_json::to_vec(&json!({"peers": [], "written_at": NOW + 2000.0})).unwrap();
         store.before_put(move |s| {
             if !flag.replace(true) {
-                let mut other = RoomIndex::from_json(&s.peek(&room_key("room-1")).unwrap()).unwrap();
-                let b = publish_body(2, json!([]));
-                other.publish(b.peer.as_ref().unwrap(), &[], NOW, || "k2".into());
-                s.force_put(&room_key("room-1"), &other.to_json());
+                // another isolate rewrote the room just before our compare-and-swap
+                let mut doc = crate::room::RoomDoc::from_json(&s.peek(&index_key("room-1")).unwrap()).unwrap();
+                let other = crate::room::RoomDoc::from_json(&sneak).unwrap();
+                doc.written_at = other.written_at;
+                s.force_put(&index_key("room-1"), &doc.to_json());
             }
         });
-        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(3, json!([])), NOW, keys())).unwrap();
+        block_on(&platform, serve(&store, &platform, publish(2, NOW, json!([])))).unwrap();
         assert!(fired.get());
-        let seen = block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap();
-        assert_eq!(seen.view.peers.len(), 3, "all of peers 1, 2 and 3 are in the room");
-        assert_eq!(store.ops().put, 3, "one refused write, then the retry");
+        assert_eq!(observe(&store, &platform).len(), 2);
     }
 
     #[test]
-    fn twenty_simultaneous_joins_all_land() {
-        let store = crate::testing::YieldingStore::new(MemoryStore::new());
-        let bodies: Vec<Body> = (0..20).map(|n| publish_body(n, json!([]))).collect();
-        // a committer each: as if every joiner were served by a different isolate
-        let committers: Vec<Committer> = bodies.iter().map(|_| Committer::default()).collect();
-        let results = block_on(join_all(bodies.iter().zip(&committers).map(|(b, c)| poll(&store, c, yield_now, b, NOW, keys())).collect()));
-        assert!(results.iter().all(Result::is_ok));
-        let seen = block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap();
-        assert_eq!(seen.view.peers.len(), 20);
-    }
-
-    #[test]
-    fn storage_failure_is_unavailable_and_changes_nothing() {
+    fn transient_failures_are_retried_within_the_budget_and_past_it_answer_503() {
+        let platform = TestPlatform::at(NOW);
         let store = MemoryStore::new();
-        block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, json!([])), NOW, keys())).unwrap();
-        let before = store.peek(&room_key("room-1"));
-        store.fail_next(1);
-        let err = block_on(poll(&store, &Committer::default(), yield_now, &publish_body(2, json!([])), NOW, keys())).unwrap_err();
+        store.fail_next(3);
+        assert!(block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).is_ok());
+        let before = store.peek(&index_key("room-1"));
+        store.fail_next(10_000);
+        let err = block_on(&platform, serve(&store, &platform, publish(2, platform.now_ms(), json!([])))).unwrap_err();
         assert!(matches!(err, Failure::Unavailable(_)));
-        assert_eq!(store.peek(&room_key("room-1")), before);
+        assert_eq!(store.peek(&index_key("room-1")), before, "nothing half-written");
+    }
+
+    #[test]
+    fn a_write_that_landed_but_reported_an_error_is_answered_once_and_stored_once() {
+        let platform = TestPlatform::at(NOW);
+        let store = MemoryStore::new();
+        store.ghost_next_writes(1);
+        let answer = block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        let stored = crate::room::RoomDoc::from_json(&store.peek(&index_key("room-1")).unwrap()).unwrap();
+        assert_eq!(stored.peers.len(), 1);
+        assert_eq!(answer.delete_key.as_deref(), Some(stored.peers[0].dk.as_str()));
+        assert!(store.keys().iter().all(|k| !k.starts_with(&pending_prefix("room-1"))));
+    }
+
+    #[test]
+    fn a_corrupt_room_document_is_logged_and_kept_aside_not_silently_replaced() {
+        let platform = TestPlatform::at(NOW);
+        let store = MemoryStore::new();
+        store.force_put(&index_key("room-1"), b"{not json");
+        assert!(observe(&store, &platform).is_empty());
+        assert!(platform.logs.borrow().iter().any(|l| l.contains("does not parse")));
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        let aside: Vec<String> = store.keys().into_iter().filter(|k| k.starts_with("rooms/room-1/corrupt/")).collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(store.peek(&aside[0]).unwrap(), b"{not json");
+        assert_eq!(observe(&store, &platform).len(), 1);
+    }
+
+    #[test]
+    fn one_refused_change_does_not_fail_the_others_folded_with_it() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        // a full room: MAX_ROWS members
+        let members: Vec<Value> = (0..crate::room::MAX_ROWS).map(|n| publish(n, NOW, json!([]))).collect();
+        block_on(&platform, join_all(members.into_iter().map(|m| serve(&store, &platform, m)).collect()));
+        platform.advance(2.0 * SECOND);
+        // at once: a stranger (refused: full) and two members' heartbeats
+        let results = block_on(&platform, join_all(vec![
+            serve(&store, &platform, publish(500, NOW, json!([]))),
+            serve(&store, &platform, publish(1, NOW + 5.0, json!([]))),
+            serve(&store, &platform, publish(2, NOW + 5.0, json!([]))),
+        ]));
+        assert!(matches!(&results[0], Err(Failure::Rejected(Rejection { status: 413, .. }))), "{:?}", results[0]);
+        assert!(results[1].is_ok() && results[2].is_ok());
+        let stored = crate::room::RoomDoc::from_json(&store.0.peek(&index_key("room-1")).unwrap()).unwrap();
+        assert_eq!(stored.row("ctx-2", platform.now_ms()).unwrap().t.as_f64(), Some(NOW + 5.0));
     }
 
     #[test]
     fn the_same_timestamp_is_not_written_twice() {
+        let platform = TestPlatform::at(NOW);
         let store = MemoryStore::new();
-        let body = publish_body(1, json!([]));
-        let first = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap();
-        let second = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap();
+        let first = block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        let second = block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
         assert_eq!(store.ops().put, 1);
         assert_eq!(first.delete_key, second.delete_key);
     }
 
     #[test]
     fn leaving_removes_the_row_with_the_right_key_only() {
-        let store = MemoryStore::new();
-        let body = publish_body(1, json!([]));
-        let dk = block_on(poll(&store, &Committer::default(), yield_now, &body, NOW, keys())).unwrap().delete_key.unwrap();
-        let mut leave_body = body.clone();
-        leave_body.delete_key = Some("wrong".into());
-        let err = block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap_err();
-        assert_eq!(err, Failure::Rejected(Rejection { status: 404, message: "No delete key".into() }));
-        leave_body.delete_key = None;
-        let err = block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap_err();
-        assert_eq!(err, Failure::Rejected(Rejection::bad_request("Missing delete key")));
-        leave_body.delete_key = Some(dk);
-        block_on(leave(&store, &Committer::default(), yield_now, &leave_body, NOW)).unwrap();
-        assert!(block_on(poll(&store, &Committer::default(), yield_now, &observer(), NOW, keys())).unwrap().view.peers.is_empty());
-    }
-
-    #[test]
-    fn an_oversized_room_is_refused_without_writing() {
-        let store = MemoryStore::new();
-        let big = "x".repeat(60);
-        let packages: Vec<Value> = (0..80_000).map(|_| json!(["sess-1", big])).collect();
-        let err = block_on(poll(&store, &Committer::default(), yield_now, &publish_body(1, Value::Array(packages)), NOW, keys())).unwrap_err();
-        assert!(matches!(err, Failure::Rejected(Rejection { status: 413, .. })));
-        assert!(store.keys().is_empty());
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        let dk = block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap().delete_key.unwrap();
+        let leave_with = |dk: Option<&str>| {
+            let mut request = identified_poll(1, NOW);
+            if let Some(dk) = dk {
+                request["dk"] = json!(dk);
+            }
+            let storage = storage(&store, &platform);
+            block_on(&platform, leave(&storage, &body(request, NOW)))
+        };
+        assert_eq!(leave_with(Some("wrong")), Err(Failure::Rejected(Rejection { status: 404, message: "No delete key".into() })));
+        assert_eq!(leave_with(None), Err(Failure::Rejected(Rejection::bad_request("Missing delete key"))));
+        assert_eq!(leave_with(Some(&dk)), Ok(()), "the slot is closed right after the publish: the leave waits for it");
+        assert!(observe(&store, &platform).is_empty());
     }
 
     #[test]
     fn the_answer_has_the_wire_shape() {
         let answer = PollAnswer { view: View::default(), delete_key: Some("k".into()) };
         assert_eq!(answer.to_json(), r#"{"ps":[],"pk":[],"dk":"k"}"#);
-        let answer = PollAnswer { view: View::default(), delete_key: None };
-        assert_eq!(answer.to_json(), r#"{"ps":[],"pk":[]}"#);
+        let answer = PollAnswer { view: View { peers: vec!["[1,2]".into(), "[3]".into()], packages: vec!["[\"s\"]".into()] }, delete_key: None };
+        assert_eq!(answer.to_json(), r#"{"ps":[[1,2],[3]],"pk":[["s"]]}"#);
     }
 }

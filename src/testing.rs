@@ -1,21 +1,42 @@
-//! Test helpers: a tiny executor and a store that interleaves concurrent requests.
+//! Test helpers: a virtual-time executor and platform, and a store that interleaves requests.
 //!
 //! The worker is single-threaded and its futures are driven by the JS event loop; in native tests
-//! we drive them by hand. `YieldingStore` suspends every operation once, so futures run under
-//! `join_all` interleave the way concurrent requests in one isolate do: all read, then all write.
+//! we drive them by hand. `block_on` polls until every future waits on a timer, then jumps the
+//! virtual clock to the earliest one, so seconds of backoff and rate limits run in microseconds
+//! and deterministically. `YieldingStore` suspends every operation once, so requests run under
+//! `join_all` interleave the way concurrent requests do: all read, then all write.
 
+use crate::platform::Platform;
 use crate::store::{OpCounts, Precondition, Store, StoreError, Versioned};
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// Run a future to completion, polling it until it is ready.
-pub fn block_on<F: Future>(future: F) -> F::Output {
+thread_local! {
+    /// The earliest wake-up time of a pending sleep since the executor last looked.
+    static NEXT_WAKE: Cell<Option<f64>> = const { Cell::new(None) };
+    /// Whether some future yielded (it can make progress without time passing).
+    static YIELDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run a future to completion on `platform`'s virtual clock.
+pub fn block_on<F: Future>(platform: &TestPlatform, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     loop {
+        NEXT_WAKE.set(None);
+        YIELDED.set(false);
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
+        }
+        if YIELDED.get() {
+            continue;
+        }
+        match NEXT_WAKE.get() {
+            Some(at) => platform.clock.set(platform.clock.get().max(at)),
+            None => panic!("deadlock: nothing is waiting on a timer or yielding"),
         }
     }
 }
@@ -33,7 +54,7 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
             }
         }
         if outputs.iter().all(Option::is_some) {
-            Poll::Ready(outputs.iter_mut().map(|o| o.take().unwrap()).collect())
+            Poll::Ready(outputs.iter_mut().map(|o| o.take().expect("checked above")).collect())
         } else {
             Poll::Pending
         }
@@ -49,10 +70,81 @@ pub async fn yield_now() {
             Poll::Ready(())
         } else {
             yielded = true;
+            YIELDED.set(true);
             Poll::Pending
         }
     })
     .await
+}
+
+/// A platform on a virtual clock, with deterministic randomness and numbered keys.
+pub struct TestPlatform {
+    pub clock: Rc<Cell<f64>>,
+    rng: Cell<u64>,
+    keys: Cell<u32>,
+    last_key: RefCell<String>,
+    pub logs: RefCell<Vec<String>>,
+}
+
+impl TestPlatform {
+    pub fn at(now_ms: f64) -> Self {
+        TestPlatform { clock: Rc::new(Cell::new(now_ms)), rng: Cell::new(0x9E37_79B9_7F4A_7C15), keys: Cell::new(0), last_key: RefCell::default(), logs: RefCell::default() }
+    }
+
+    /// The clock as a function, for `MemoryStore::limit_writes`.
+    pub fn clock_fn(&self) -> Rc<dyn Fn() -> f64> {
+        let clock = self.clock.clone();
+        Rc::new(move || clock.get())
+    }
+
+    pub fn advance(&self, ms: f64) {
+        self.clock.set(self.clock.get() + ms);
+    }
+
+    /// The last key `random_key` made.
+    pub fn last_key(&self) -> String {
+        self.last_key.borrow().clone()
+    }
+}
+
+impl Platform for TestPlatform {
+    fn now_ms(&self) -> f64 {
+        self.clock.get()
+    }
+
+    fn random(&self) -> f64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn random_key(&self, len: usize) -> String {
+        let n = self.keys.get() + 1;
+        self.keys.set(n);
+        let key: String = format!("key{n:0>width$}", width = len.saturating_sub(3)).chars().take(len).collect();
+        *self.last_key.borrow_mut() = key.clone();
+        key
+    }
+
+    fn sleep(&self, ms: f64) -> impl Future<Output = ()> {
+        let wake_at = self.clock.get() + ms.max(0.0);
+        let clock = self.clock.clone();
+        std::future::poll_fn(move |_| {
+            if clock.get() >= wake_at {
+                Poll::Ready(())
+            } else {
+                NEXT_WAKE.set(Some(NEXT_WAKE.get().map_or(wake_at, |at: f64| at.min(wake_at))));
+                Poll::Pending
+            }
+        })
+    }
+
+    fn log(&self, message: &str) {
+        self.logs.borrow_mut().push(message.to_owned());
+    }
 }
 
 /// Wraps a store so every operation first lets the other in-flight requests run.
@@ -76,6 +168,10 @@ impl<S: Store> Store for YieldingStore<S> {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         yield_now().await;
         self.0.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        yield_now().await;
+        self.0.list(prefix).await
     }
     fn ops(&self) -> OpCounts {
         self.0.ops()

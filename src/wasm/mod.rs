@@ -1,57 +1,106 @@
-//! The only code that touches the Workers runtime: the fetch entry point and the R2 adapter.
+//! The only code that touches the Workers runtime: the fetch entry point, the R2 adapter, and the
+//! platform (clock, CSPRNG, timers, console).
 //!
-//! It converts the runtime's request into `http::HttpRequest`, finds the bound bucket, and hands
-//! everything to `http::handle`; then converts the answer back. No decisions are made here.
+//! It reads the request (the body streamed, up to the cap), finds the bound bucket, and hands
+//! everything to `http::handle`; then converts the answer back. No decisions are made here. The
+//! only state kept across requests is the quota ledgers (see `quota`); a room's changes never wait
+//! on another request's memory.
 
 mod r2;
 
-use crate::batch::Committer;
 use crate::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
+use crate::platform::{Pace, Platform};
 use crate::quota::{Ledgers, QuotaPolicy};
+use futures_util::StreamExt;
 use r2::R2Store;
 use std::cell::RefCell;
+use std::future::Future;
+use worker::wasm_bindgen::JsValue;
 use worker::{event, Bucket, Context, Date, Delay, Env, Headers, Request, Response, Result};
 
 thread_local! {
     /// Per-origin quota ledgers, kept for the life of the isolate.
     static LEDGERS: &'static RefCell<Ledgers> = Box::leak(Box::default());
-    /// Group-commit queues, shared by the requests this isolate serves concurrently.
-    static COMMITTER: &'static Committer = Box::leak(Box::default());
 }
 
-/// How often a request queued behind another's group commit checks for its result.
-const GROUP_COMMIT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+/// The Workers runtime as the core's `Platform`.
+struct Workers;
 
-/// Length of a delete key, as the reference (24 characters of [A-Za-z0-9]).
-const DELETE_KEY_LEN: usize = 24;
+impl Platform for Workers {
+    fn now_ms(&self) -> f64 {
+        Date::now().as_millis() as f64
+    }
+
+    fn random(&self) -> f64 {
+        let mut bytes = [0u8; 4];
+        getrandom::getrandom(&mut bytes).expect("the platform CSPRNG is available");
+        f64::from(u32::from_le_bytes(bytes)) / 4_294_967_296.0
+    }
+
+    /// A random string over [A-Za-z0-9] from the platform CSPRNG (unbiased: rejection sampling).
+    fn random_key(&self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut key = String::with_capacity(len);
+        let mut buffer = [0u8; 64];
+        while key.len() < len {
+            getrandom::getrandom(&mut buffer).expect("the platform CSPRNG is available");
+            for byte in buffer {
+                // 248 = 4 * 62: bytes at or above it would favour the first characters.
+                if byte < 248 && key.len() < len {
+                    key.push(ALPHABET[usize::from(byte) % ALPHABET.len()] as char);
+                }
+            }
+        }
+        key
+    }
+
+    fn sleep(&self, ms: f64) -> impl Future<Output = ()> {
+        Delay::from(std::time::Duration::from_millis(ms.max(0.0) as u64))
+    }
+
+    fn log(&self, message: &str) {
+        worker::console_error!("{message}");
+    }
+}
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let method = req.method().to_string();
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let declared_length = req.headers().get("Content-Length").ok().flatten().and_then(|n| n.parse::<usize>().ok());
-    // An oversized body is refused from its declared length, without reading it.
-    let body = if HttpRequest::wants_body(&method) && declared_length.is_none_or(|n| n <= MAX_BODY_BYTES) {
-        req.bytes().await.unwrap_or_default()
+    // Only bodies that can be served are read; an oversized one is refused from its declared
+    // length without reading it, or cut at the cap while streaming when no length was declared.
+    let (body, body_over_cap) = if HttpRequest::wants_body(&method) && declared_length.is_none_or(|n| n <= MAX_BODY_BYTES) {
+        read_capped(&mut req).await
     } else {
-        Vec::new()
+        (Vec::new(), false)
     };
-    let request = HttpRequest { method, path: req.path(), headers, body };
+    let request = HttpRequest { method, path: req.path(), headers, body, body_over_cap };
 
     let store = find_bucket(&env).map(R2Store::new);
     let policy = QuotaPolicy::from_env(var(&env, "ALLOWED_ORIGINS").as_deref(), var(&env, "ORIGIN_QUOTA").as_deref());
-    let ledgers = LEDGERS.with(|ledgers| *ledgers);
-    let mut fresh_delete_key = || random_key(DELETE_KEY_LEN);
     let cx = http::Context {
         store: store.as_ref(),
+        platform: &Workers,
+        pace: Pace::from_env(var(&env, "R2_WRITE_INTERVAL_MS").as_deref()),
         policy: &policy,
-        ledgers,
-        committer: COMMITTER.with(|committer| *committer),
-        pause: &|| Box::pin(Delay::from(GROUP_COMMIT_PAUSE)),
-        now_ms: Date::now().as_millis() as f64,
-        fresh_delete_key: &mut fresh_delete_key,
+        ledgers: LEDGERS.with(|ledgers| *ledgers),
     };
     into_response(http::handle(&request, cx).await)
+}
+
+/// Read the body until it ends or passes `MAX_BODY_BYTES`; the flag says it passed.
+async fn read_capped(req: &mut Request) -> (Vec<u8>, bool) {
+    let Ok(mut stream) = req.stream() else { return (Vec::new(), false) };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return (Vec::new(), true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    (body, false)
 }
 
 /// Like the reference, use whichever R2 bucket is bound (preferring `BUCKET`), so deployments made
@@ -64,27 +113,14 @@ fn find_bucket(env: &Env) -> Option<Bucket> {
     names.iter().filter_map(|name| name.as_string()).find_map(|name| env.bucket(&name).ok())
 }
 
-use worker::wasm_bindgen::JsValue;
-
+/// A `[vars]` value as text, whether wrangler.toml gave a string or a number (`ORIGIN_QUOTA =
+/// 10000` arrives as a number, which `Env::var` refuses).
 fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|value| value.to_string())
-}
-
-/// A random string over [A-Za-z0-9] from the platform CSPRNG (unbiased: rejection sampling).
-fn random_key(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut key = String::with_capacity(len);
-    let mut buffer = [0u8; 64];
-    while key.len() < len {
-        getrandom::getrandom(&mut buffer).expect("the platform CSPRNG is available");
-        for byte in buffer {
-            // 248 = 4 * 62: bytes at or above it would favour the first characters.
-            if byte < 248 && key.len() < len {
-                key.push(ALPHABET[usize::from(byte) % ALPHABET.len()] as char);
-            }
-        }
+    let value = js_sys::Reflect::get(&JsValue::from(env.clone()), &JsValue::from(name)).ok()?;
+    if let Some(text) = value.as_string() {
+        return Some(text);
     }
-    key
+    value.as_f64().filter(|n| n.is_finite()).map(|n| if n.fract() == 0.0 { format!("{}", n as i64) } else { n.to_string() })
 }
 
 fn into_response(answer: HttpResponse) -> Result<Response> {

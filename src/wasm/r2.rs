@@ -1,4 +1,5 @@
 //! `Store` on an R2 bucket: conditional puts give the compare-and-swap the room logic relies on.
+//! A put refused by R2 (429 rate limit, 5xx) is an `Err`: the caller treats its outcome as unknown.
 
 use crate::store::{OpCounter, OpCounts, Precondition, Store, StoreError, Versioned};
 use worker::{Bucket, Conditional};
@@ -48,6 +49,12 @@ impl Store for R2Store {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.counter.count(|c| c.delete += 1);
         self.bucket.delete(key).await.map_err(failed)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.counter.count(|c| c.list += 1);
+        let listed = self.bucket.list().prefix(prefix).execute().await.map_err(failed)?;
+        Ok(listed.objects().iter().map(|object| object.key()).collect())
     }
 
     fn ops(&self) -> OpCounts {

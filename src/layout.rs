@@ -1,0 +1,224 @@
+//! Where a room lives in the bucket, and the storage operations on it, each within R2's limits.
+//!
+//! ```text
+//! rooms/<room>/index                          the room document (room::RoomDoc); compare-and-swap only
+//! rooms/<room>/pending/<ms>-<nonce>/<context> one change that could not be written to the index at
+//!                                             once; written once, never rewritten, deleted when folded
+//! rooms/<room>/corrupt/<ms>                   an index that failed to parse, kept before it is replaced
+//! ```
+//!
+//! R2 accepts about one write per second to a key. The index is written only when its
+//! `written_at` is at least `Pace::write_gap_ms()` old, so no request of ours writes it faster;
+//! every other key is written once. Every operation here retries transient errors with jittered,
+//! exponential backoff until the request's deadline.
+
+use crate::platform::{Pace, Platform};
+use crate::protocol::Rejection;
+use crate::room::{Change, RoomDoc};
+use crate::store::{Precondition, Store, StoreError};
+use std::future::Future;
+
+/// Why a request could not be served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The request is wrong: 4xx with a message.
+    Rejected(Rejection),
+    /// Storage kept failing until the request's deadline: 503, nothing half-written.
+    Unavailable(String),
+}
+
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        Failure::Rejected(rejection)
+    }
+}
+
+pub fn index_key(room: &str) -> String {
+    format!("rooms/{room}/index")
+}
+
+pub fn pending_prefix(room: &str) -> String {
+    format!("rooms/{room}/pending/")
+}
+
+/// The context a pending key belongs to (its last segment, percent-encoded).
+pub fn pending_context(key: &str) -> Option<String> {
+    key.rsplit('/').next().and_then(percent_decode)
+}
+
+/// One request's view of storage: the store, the platform, the pace, and the request's deadline.
+pub struct Storage<'a, S: Store, P: Platform> {
+    pub store: &'a S,
+    pub platform: &'a P,
+    pub pace: Pace,
+    /// Platform time (ms) after which the request stops retrying and answers.
+    pub deadline_ms: f64,
+}
+
+/// A room document as read, with what a write-back must meet.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub doc: RoomDoc,
+    /// The version read; `None` if the room has no index yet.
+    pub etag: Option<String>,
+    /// The stored bytes, when they failed to parse (kept aside before the first write over them).
+    pub corrupt: Option<Vec<u8>>,
+}
+
+impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
+    pub fn new(store: &'a S, platform: &'a P, pace: Pace) -> Self {
+        let deadline_ms = platform.now_ms() + pace.budget_ms();
+        Storage { store, platform, pace, deadline_ms }
+    }
+
+    pub fn now(&self) -> f64 {
+        self.platform.now_ms()
+    }
+
+    /// Whether the index, as loaded, may be written now.
+    pub fn slot_open(&self, doc: &RoomDoc) -> bool {
+        self.now() >= doc.written_at + self.pace.write_gap_ms()
+    }
+
+    /// How long until the index may be written, plus jitter so that waiters spread out.
+    pub fn wait_for_slot_ms(&self, doc: &RoomDoc) -> f64 {
+        (doc.written_at + self.pace.write_gap_ms() - self.now()).max(0.0) + self.pace.jitter_ms() * self.platform.random()
+    }
+
+    /// Retry `op` on storage errors, with jittered exponential backoff, until the deadline.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(err) => {
+                    let wait = self.pace.backoff_ms(attempt) * (0.5 + self.platform.random());
+                    if self.now() + wait > self.deadline_ms {
+                        return Err(Failure::Unavailable(format!("Storage is unavailable ({what}: {}), try again", err.0)));
+                    }
+                    self.platform.sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Read a room's index. A document that fails to parse is logged and treated as an empty room;
+    /// its bytes travel with the result so the next write keeps them aside first.
+    pub async fn load(&self, room: &str) -> Result<Loaded, Failure> {
+        let key = index_key(room);
+        let stored = self.retrying("read", || self.store.get(&key)).await?;
+        Ok(match stored {
+            None => Loaded { doc: RoomDoc::default(), etag: None, corrupt: None },
+            Some(stored) => match RoomDoc::from_json(&stored.body) {
+                Ok(doc) => Loaded { doc, etag: Some(stored.etag), corrupt: None },
+                Err(err) => {
+                    self.platform.log(&format!("{key}: stored document does not parse ({err}); serving an empty room, keeping it aside on the next write"));
+                    Loaded { doc: RoomDoc::default(), etag: Some(stored.etag), corrupt: Some(stored.body) }
+                }
+            },
+        })
+    }
+
+    /// Compare-and-swap `doc` over what `loaded` read: one attempt, true if it landed. A lost race,
+    /// a rate limit or an error all answer false (an error may hide a write that landed; callers
+    /// find out by reading again).
+    pub async fn write_index(&self, room: &str, doc: &RoomDoc, loaded: &Loaded) -> bool {
+        if let Some(bytes) = &loaded.corrupt {
+            let aside = format!("rooms/{room}/corrupt/{:015}", self.now() as u64);
+            let kept = self.retrying("keep a corrupt document", || self.store.put_if(&aside, bytes.clone(), Some(Precondition::Absent))).await;
+            if kept.is_err() {
+                return false;
+            }
+            self.platform.log(&format!("{}: corrupt document kept at {aside}", index_key(room)));
+        }
+        let condition = match &loaded.etag {
+            Some(etag) => Precondition::Matches(etag.clone()),
+            None => Precondition::Absent,
+        };
+        matches!(self.store.put_if(&index_key(room), doc.to_json(), Some(condition)).await, Ok(Some(_)))
+    }
+
+    /// Store `change` where no one else writes: a key of its own, written once. Retried until the
+    /// deadline; a retry that finds the key taken means an earlier attempt landed.
+    pub async fn put_pending(&self, room: &str, change: &Change) -> Result<String, Failure> {
+        let key = format!("{}{:015}-{}/{}", pending_prefix(room), self.now() as u64, self.platform.random_key(8), percent_encode(change.context()));
+        let body = serde_json::to_vec(change).expect("a change always serializes");
+        self.retrying("write", || self.store.put_if(&key, body.clone(), Some(Precondition::Absent))).await?;
+        Ok(key)
+    }
+
+    /// Pending keys of a room, oldest first (one list call: up to 1000, far more than a room holds).
+    pub async fn list_pending(&self, room: &str) -> Result<Vec<String>, Failure> {
+        let prefix = pending_prefix(room);
+        self.retrying("list", || self.store.list(&prefix)).await
+    }
+
+    /// A pending change; `None` if it is gone (folded and deleted meanwhile) or unreadable (logged).
+    pub async fn read_pending(&self, key: &str) -> Result<Option<Change>, Failure> {
+        let Some(stored) = self.retrying("read", || self.store.get(key)).await? else { return Ok(None) };
+        match serde_json::from_slice(&stored.body) {
+            Ok(change) => Ok(Some(change)),
+            Err(err) => {
+                self.platform.log(&format!("{key}: pending change does not parse ({err}); skipped"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Delete folded pending keys. Best effort: one left behind is skipped as stale by the next fold
+    /// and deleted then.
+    pub async fn delete_folded(&self, keys: &[String]) {
+        for key in keys {
+            let _ = self.store.delete(key).await;
+        }
+    }
+}
+
+/// Percent-encode everything but `[A-Za-z0-9_-.]`, so any context id is one safe key segment.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_keys_name_their_context_whatever_it_contains() {
+        for context in ["ctx-1", "a/b c%é", "ctx.with.dots"] {
+            let key = format!("{}{:015}-{}/{}", pending_prefix("room-1"), 5u64, "nonce", percent_encode(context));
+            assert!(key.starts_with("rooms/room-1/pending/000000000000005-nonce/"));
+            assert_eq!(pending_context(&key).as_deref(), Some(context));
+        }
+    }
+}
