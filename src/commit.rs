@@ -84,17 +84,15 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
             keys.push(own_key.to_owned());
             keys.sort();
         }
+        let others: Vec<String> = keys.iter().filter(|key| *key != own_key).cloned().collect();
+        let mut read = others.iter().cloned().zip(storage.read_pending_all(&others).await).collect::<std::collections::HashMap<_, _>>();
+        // Only what was read (or found gone) is deleted after the write; an unreadable one stays
+        // pending for the next fold.
+        keys.retain(|key| key == own_key || read.get(key).is_some_and(Result::is_ok));
         let mut next = loaded.doc.clone();
         let mut changed = false;
         for key in &keys {
-            let pending = if key == own_key {
-                Some(change.clone())
-            } else {
-                match storage.read_pending(key).await {
-                    Ok(pending) => pending,
-                    Err(_) => continue, // unreadable for now: it stays pending for the next fold
-                }
-            };
+            let pending = if key == own_key { Some(change.clone()) } else { read.remove(key).and_then(Result::ok).flatten() };
             let Some(pending) = pending else { continue };
             // A leave whose row went meanwhile is done, not a 404: only a publish keeps `own_mode`.
             let mode = match (&pending, key == own_key) {

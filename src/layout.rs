@@ -144,12 +144,20 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
     }
 
     /// Store `change` where no one else writes: a key of its own, written once. Retried until the
-    /// deadline; a retry that finds the key taken means an earlier attempt landed.
+    /// deadline, each attempt under a new key: a failed attempt may have landed (then the change is
+    /// pending twice, which folding tolerates), and R2 would refuse a second write to its key.
     pub async fn put_pending(&self, room: &str, change: &Change) -> Result<String, Failure> {
-        let key = format!("{}{:015}-{}/{}", pending_prefix(room), self.now() as u64, self.platform.random_key(8), percent_encode(change.context()));
         let body = serde_json::to_vec(change).expect("a change always serializes");
-        self.retrying("write", || self.store.put_if(&key, body.clone(), Some(Precondition::Absent))).await?;
-        Ok(key)
+        let context = percent_encode(change.context());
+        let key = std::cell::RefCell::new(String::new());
+        self.retrying("write", || {
+            let attempt = format!("{}{:015}-{}/{}", pending_prefix(room), self.now() as u64, self.platform.random_key(8), context);
+            *key.borrow_mut() = attempt.clone();
+            let body = body.clone();
+            async move { self.store.put_if(&attempt, body, Some(Precondition::Absent)).await }
+        })
+        .await?;
+        Ok(key.into_inner())
     }
 
     /// Pending keys of a room, oldest first (one list call: up to 1000, far more than a room holds).
@@ -170,13 +178,40 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         }
     }
 
+    /// Read many pending changes at once (a fold reads them all; one at a time would hold the write
+    /// slot for as many round trips). In key order; `Ok(None)` for one that is gone.
+    pub async fn read_pending_all(&self, keys: &[String]) -> Vec<Result<Option<Change>, Failure>> {
+        join_all(keys.iter().map(|key| self.read_pending(key)).collect()).await
+    }
+
     /// Delete folded pending keys. Best effort: one left behind is skipped as stale by the next fold
     /// and deleted then.
     pub async fn delete_folded(&self, keys: &[String]) {
-        for key in keys {
-            let _ = self.store.delete(key).await;
-        }
+        join_all(keys.iter().map(|key| self.store.delete(key)).collect()).await;
     }
+}
+
+/// Run futures concurrently on one thread (the Workers runtime overlaps their I/O); outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut done = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(outputs.iter_mut().filter_map(Option::take).collect())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Percent-encode everything but `[A-Za-z0-9_-.]`, so any context id is one safe key segment.

@@ -53,13 +53,13 @@ impl Pace {
     /// Spread of the random delay added when several requests wait for the same write slot, so
     /// the first to wake folds everyone's changes and the rest find theirs done.
     pub fn jitter_ms(&self) -> f64 {
-        self.write_interval_ms * 0.5
+        self.write_interval_ms
     }
 
     /// How long one request may keep trying to land its change before answering anyway (its change
     /// is durable by then; see `commit`).
     pub fn budget_ms(&self) -> f64 {
-        self.write_interval_ms * 8.0
+        self.write_interval_ms * 12.0
     }
 
     /// Backoff before retry `attempt` (0-based) of a failed storage operation: exponential from

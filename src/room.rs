@@ -61,6 +61,9 @@ pub struct PeerRow {
     pub t: Number,
     /// Worker-clock time (ms) after which the row is dead.
     pub exp: f64,
+    /// Worker-clock time (ms) the row was last written.
+    #[serde(default)]
+    pub at: f64,
     /// Delete key handed to this context on publish.
     pub dk: String,
     /// Handshake packages.
@@ -176,6 +179,12 @@ impl PeerRow {
         now_ms < self.exp
     }
 
+    /// Whether the row has lived three quarters of its lifetime: a p2pcf client sends its heartbeat
+    /// at 90 s of 120 s, so a row this old with a newer `t` on its polls lost that heartbeat.
+    pub fn is_due(&self, now_ms: f64) -> bool {
+        now_ms >= self.at + 0.75 * (self.exp - self.at)
+    }
+
     /// The `ps` row: the six values plus the data timestamp.
     fn public_row(&self) -> String {
         let d = self.d.get().trim_end();
@@ -268,6 +277,7 @@ impl RoomDoc {
             d: p.d.clone(),
             t: p.t.clone(),
             exp: now_ms + p.x.min(MAX_ROW_LIFETIME_MS),
+            at: now_ms,
             dk: delete_key.clone(),
             p: one_per_target(&p.p),
         };

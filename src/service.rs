@@ -88,16 +88,20 @@ pub async fn poll<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bod
     Ok(answer(&doc, body, None, storage.now()))
 }
 
-/// If `body` is an identified poll whose row is behind its `t`, land the client's last publish.
+/// If `body` is an identified poll whose client's last publish is not in the index, land it.
 /// `None` when there is nothing to land (the usual case, at no cost) or it could not be landed now.
+///
+/// "Not in the index" is: no live row for the context, or a live row with an older `t` that is
+/// due for its heartbeat (`PeerRow::is_due`). A row merely older than the poll's `t` is usually a
+/// publish still being folded by its own request, and is left alone, so polls stay one read.
 async fn land_lost_publish<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, loaded: crate::layout::Loaded) -> Option<RoomDoc> {
     let peer = body.peer.as_ref()?;
     let now = storage.now();
-    let behind = match loaded.doc.row(&peer.context, now) {
-        Some(row) => matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
+    let lost = match loaded.doc.row(&peer.context, now) {
+        Some(row) => row.is_due(now) && matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
         None => true,
     };
-    if !behind {
+    if !lost {
         return None;
     }
     let keys = storage.list_pending(&body.room).await.ok()?;
@@ -129,7 +133,22 @@ pub async fn leave<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bo
         t: body.peer.as_ref().and_then(|peer| peer.timestamp.as_f64()),
     });
     let loaded = storage.load(&body.room).await?;
-    commit(storage, &body.room, &change, loaded).await.map(|_| ())
+    match commit(storage, &body.room, &change, loaded.clone()).await {
+        Err(Failure::Rejected(rejection)) if rejection.status == 404 => leave_unlanded(storage, body, &change, loaded, rejection).await,
+        other => other.map(|_| ()),
+    }
+}
+
+/// A leave that matched no row may be racing its own publish, still pending: then the leave is
+/// stored pending too and folded after it (pending changes apply in order), so the row never
+/// appears. Otherwise it is the 404 it seemed.
+async fn leave_unlanded<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, change: &Change, loaded: crate::layout::Loaded, not_found: Rejection) -> Result<(), Failure> {
+    let keys = storage.list_pending(&body.room).await?;
+    if !keys.iter().any(|key| pending_context(key).as_deref() == Some(change.context())) {
+        return Err(not_found.into());
+    }
+    let own_key = storage.put_pending(&body.room, change).await?;
+    fold_until_landed(storage, &body.room, change, &own_key, Mode::Folded, loaded).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ export class SimPeer {
     this.sentFirstPoll = false
     this.knownPeers = new Set()
     this.answered = new Set()
+    /** Real time (ms) each remote peer's package first reached this peer. */
+    this.packageFrom = new Map()
     this.stopFastAt = 0
     this.stopped = false
     this.lastSeen = []
@@ -160,6 +162,7 @@ export class SimPeer {
     }
     for (const pkg of answer.pk || []) {
       const from = pkg[1]
+      if (!this.packageFrom.has(from)) this.packageFrom.set(from, Date.now())
       if (this.answered.has(from)) continue
       this.answered.add(from)
       this.knownPeers.add(from)

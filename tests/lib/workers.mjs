@@ -8,10 +8,15 @@ import { join, resolve } from 'node:path'
 const ROOT = resolve(import.meta.dirname, '../..')
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler')
 
-/** Our worker (repo root wrangler.toml) and the reference (tests/reference/wrangler.toml). */
+/**
+ * Our worker (repo root wrangler.toml) and the reference (tests/reference/wrangler.toml); and both
+ * behind the R2 emulation of tests/emulation/ (limits set with `vars`, see r2-limits.mjs).
+ */
 export const CONFIGS = {
-  ours: ROOT,
-  reference: join(ROOT, 'tests/reference')
+  ours: { cwd: ROOT },
+  reference: { cwd: join(ROOT, 'tests/reference') },
+  'ours-emulated': { cwd: join(ROOT, 'tests/emulation'), config: 'ours.toml' },
+  'reference-emulated': { cwd: join(ROOT, 'tests/emulation'), config: 'reference.toml' }
 }
 
 export async function freePort () {
@@ -29,7 +34,7 @@ export async function freePort () {
  * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags.
  * Resolves to { url, stop, log } once the worker answers GET /.
  */
-export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind], config } = {}) {
+export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, config = CONFIGS[kind].config } = {}) {
   const port = await freePort()
   const inspectorPort = await freePort()
   const state = mkdtempSync(join(tmpdir(), `p2pcf-${kind}-`))
