@@ -53,7 +53,7 @@ impl Pace {
     /// Spread of the random delay added when several requests wait for the same write slot, so
     /// the first to wake folds everyone's changes and the rest find theirs done.
     pub fn jitter_ms(&self) -> f64 {
-        self.write_interval_ms
+        self.write_interval_ms * 0.5
     }
 
     /// How long one request may keep trying to land its change before answering anyway (its change

@@ -39,8 +39,10 @@ export async function joinStorm (url, { peers = 20, compression = 20, limitMs = 
   const end = start + limitMs / compression + 2000
   const runs = sims.map(peer => { peer.joinedAt = Date.now(); return peer.run(end) })
   let visibleAfterMs = null
+  let maxSeen = 0
   while (Date.now() < start + limitMs / compression) {
     const seen = await observe(url, room)
+    maxSeen = Math.max(maxSeen, sims.filter(peer => seen.has(peer.session)).length)
     if (sims.every(peer => seen.has(peer.session))) {
       visibleAfterMs = (Date.now() - start) * compression
       break
@@ -49,7 +51,7 @@ export async function joinStorm (url, { peers = 20, compression = 20, limitMs = 
   }
   sims.forEach(peer => { peer.stopped = true })
   await Promise.all(runs)
-  return { visibleAfterMs, tally }
+  return { visibleAfterMs, maxSeen, tally }
 }
 
 /**

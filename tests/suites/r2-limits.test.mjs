@@ -31,8 +31,10 @@ test('a newcomer in a steady room gets every answer package as soon as polling a
   console.log(`newcomer in 20-peer room: ${result.received}/20 packages, p50 ${result.p50Ms} ms, worst ${result.worstMs} ms (simulated); ${result.tally.errors} non-200`)
   assert.equal(result.tally.errors, 0)
   assert.equal(result.missing, 0)
-  // an idle peer polls every 5 s and answers on its next 1.5 s step; the newcomer polls every 1.5 s
-  assert.ok(result.worstMs <= 10_000, `worst ${result.worstMs} ms`)
+  // the newcomer's join lands (≤ 1.6 s: a write gap plus jitter), an idle peer polls every 5 s and
+  // publishes its answer on its next 1.5 s step, which lands (≤ 1.6 s), and the newcomer polls every
+  // 1.5 s: 11.2 s at worst, plus local round trips
+  assert.ok(result.worstMs <= 12_500, `worst ${result.worstMs} ms`)
 })
 
 test('a steady 40-peer room for 2 simulated minutes: no non-200, nobody dropped or flapping', async () => {
