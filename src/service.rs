@@ -84,26 +84,31 @@ pub async fn poll<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bod
         let committed = commit(storage, &body.room, &change, loaded).await?;
         return Ok(answer(&committed.doc, body, committed.delete_key, storage.now()));
     }
-    let doc = land_lost_publish(storage, body, loaded.clone()).await.unwrap_or(loaded.doc);
+    if !publish_lost(&loaded.doc, body, storage.now()) {
+        return Ok(answer(&loaded.doc, body, None, storage.now()));
+    }
+    let fallback = loaded.doc.clone();
+    let doc = land_lost_publish(storage, body, loaded).await.unwrap_or(fallback);
     Ok(answer(&doc, body, None, storage.now()))
 }
 
-/// If `body` is an identified poll whose client's last publish is not in the index, land it.
-/// `None` when there is nothing to land (the usual case, at no cost) or it could not be landed now.
-///
-/// "Not in the index" is: no live row for the context, or a live row with an older `t` that is
-/// due for its heartbeat (`PeerRow::is_due`). A row merely older than the poll's `t` is usually a
-/// publish still being folded by its own request, and is left alone, so polls stay one read.
+/// Whether `body` is an identified poll whose client's last publish is not in `doc`: no live row
+/// for its context, or a live row with an older `t` that is due for its heartbeat
+/// (`PeerRow::is_due`). A row merely older than the poll's `t` is usually a publish still being
+/// folded by its own request, and is left alone, so polls stay one read.
+fn publish_lost(doc: &RoomDoc, body: &Body, now_ms: f64) -> bool {
+    let Some(peer) = body.peer.as_ref() else { return false };
+    match doc.row(&peer.context, now_ms) {
+        Some(row) => row.is_due(now_ms) && matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
+        None => true,
+    }
+}
+
+/// Land the lost publish of an identified poll (`publish_lost`): its pending change if there is
+/// one, else a heal from the poll's `d` and `t`. `None` if there is nothing to land or it could not
+/// be landed now.
 async fn land_lost_publish<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, loaded: crate::layout::Loaded) -> Option<RoomDoc> {
     let peer = body.peer.as_ref()?;
-    let now = storage.now();
-    let lost = match loaded.doc.row(&peer.context, now) {
-        Some(row) => row.is_due(now) && matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
-        None => true,
-    };
-    if !lost {
-        return None;
-    }
     let keys = storage.list_pending(&body.room).await.ok()?;
     let mine = keys.iter().rev().find(|key| pending_context(key).as_deref() == Some(peer.context.as_str()));
     if let Some(key) = mine {

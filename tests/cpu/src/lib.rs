@@ -183,33 +183,39 @@ impl Peer {
     }
 
     fn data(&self) -> Value {
-        json!([self.session, self.client, false, self.dtls, self.joined_at, [self.ip]])
+        json!([self.session, self.client, false, self.dtls, self.joined_at as u64, [self.ip]])
     }
 
     /// The package an answering peer (A, p2pcf's "I am peer A") sends: its ufrag, pwd, DTLS.
     fn answer_to(&self, g: &mut Gen, target: &Peer, sent_at: f64) -> Value {
         let ufrag = g.string(12);
-        json!([target.session, self.session, ufrag, g.string(32), self.dtls, null, null, sent_at, g.candidates(&ufrag, &self.ip)])
+        json!([target.session, self.session, ufrag, g.string(32), self.dtls, null, null, sent_at as u64, g.candidates(&ufrag, &self.ip)])
     }
 
     /// The package an initiating peer (B) sends: the ufrag and pwd it made up for the target.
     fn offer_to(&self, g: &mut Gen, target: &Peer, sent_at: f64) -> Value {
         let ufrag = g.string(12);
-        json!([target.session, self.session, null, null, null, ufrag, g.string(32), sent_at, g.candidates(&ufrag, &self.ip)])
+        json!([target.session, self.session, null, null, null, ufrag, g.string(32), sent_at as u64, g.candidates(&ufrag, &self.ip)])
     }
 
-    /// The body the p2pcf client sends: `{r, k, d, t, x}` and `p` when it publishes, in its order.
+    /// The body the p2pcf client sends (`JSON.stringify` of `{r, k, d, t, x}`, and `p` when it
+    /// publishes, in that order; times are integers).
     fn body(&self, packages: Option<&[Value]>) -> Vec<u8> {
-        let mut body = serde_json::Map::new();
-        body.insert("r".into(), json!(ROOM));
-        body.insert("k".into(), json!(self.context));
-        body.insert("d".into(), self.data());
-        body.insert("t".into(), json!(self.t));
-        body.insert("x".into(), json!(EXPIRY_MS));
+        let text = |v: &Value| serde_json::to_string(v).expect("serializes");
+        let mut body = format!(
+            r#"{{"r":{},"k":{},"d":{},"t":{},"x":{}"#,
+            text(&json!(ROOM)),
+            text(&json!(self.context)),
+            text(&self.data()),
+            self.t as u64,
+            EXPIRY_MS as u64
+        );
         if let Some(packages) = packages {
-            body.insert("p".into(), Value::Array(packages.to_vec()));
+            body.push_str(r#","p":"#);
+            body.push_str(&text(&Value::Array(packages.to_vec())));
         }
-        serde_json::to_vec(&Value::Object(body)).expect("serializes")
+        body.push('}');
+        body.into_bytes()
     }
 
     fn publish(&self, packages: &[Value], g: &mut Gen) -> Change {
@@ -229,8 +235,9 @@ fn raw(value: &Value) -> Box<RawValue> {
     to_raw_value(value).expect("serializes")
 }
 
+/// A time as the client sends it: an integer.
 fn number(t: f64) -> Number {
-    Number::from_f64(t).expect("finite")
+    Number::from(t as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,18 +509,17 @@ pub unsafe extern "C" fn poll_once(ptr: *mut u8, len: usize, now_ms: f64) -> u32
     let body = Vec::from_raw_parts(ptr, len, len); // the shell's body Vec
     let slept_before = platform().slept.get();
     let result = with_bench(|b| {
-        let result = serve(&b.store, &body, now_ms);
-        if let Ok(answer) = &result {
-            b.answer = answer.clone();
-        }
-        result
+        let answer = serve(&b.store, &body, now_ms)?;
+        let len = answer.len() as u32;
+        b.answer = answer; // kept for JS to read; the previous answer is dropped here
+        Ok::<u32, u16>(len)
     });
     drop(body);
     if platform().slept.get() != slept_before {
         return 0xC000_0000;
     }
     match result {
-        Ok(_) => with_bench(|b| b.answer.len() as u32),
+        Ok(len) => len,
         Err(status) => 0x8000_0000 | u32::from(status),
     }
 }
