@@ -280,9 +280,15 @@ async function main () {
   if (wanted('cpu')) {
     try {
       process.stdout.write('CPU per request (wasm under Node)…')
-      cpu = await (await import('../cpu/run.mjs')).measureCpu()
+      const { measureCpu, markdown } = await import('../cpu/run.mjs')
+      const measured = await measureCpu()
       console.log(' done')
-      if (cpu?.markdown) sections.push(cpu.markdown)
+      const polls = measured.results.filter(room => room.scenario === 'mid-handshake').map(room => {
+        const worst = Math.max(...room.requests.filter(r => r.index < 2).map(r => r.cpu.p99))
+        return `${worst} ms at ${room.peers} peers`
+      })
+      cpu = { headline: `CPU per poll (core in wasm under Node, process CPU time), p99 mid-handshake: ${polls.join(', ')} (budget 2 ms).` }
+      sections.push('### CPU per request\n\n' + markdown(measured))
     } catch (err) {
       console.log(` failed: ${err.message}`)
     }
