@@ -18,7 +18,7 @@
 //! if its change had landed, because it will. No request waits on another request's memory, so a
 //! cancelled request leaves nothing to clean up but its own pending key.
 
-use crate::layout::{Failure, Loaded, Storage};
+use crate::layout::{pending_time, Failure, Loaded, Storage};
 use crate::platform::Platform;
 use crate::room::{Change, Mode, Outcome, RoomDoc};
 use crate::store::Store;
@@ -61,8 +61,9 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
     own_mode: Mode,
     mut loaded: Loaded,
 ) -> Result<Committed, Failure> {
+    let mut follower_wait = None;
     loop {
-        let wait = storage.wait_for_slot_ms(&loaded.doc);
+        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(&loaded.doc));
         if storage.now() + wait > storage.deadline_ms {
             break;
         }
@@ -83,6 +84,13 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
         if !keys.iter().any(|key| key == own_key) {
             keys.push(own_key.to_owned());
             keys.sort();
+        }
+        if let Some(leader) = fold_leader(&keys, own_key, &loaded.doc, storage.pace.write_gap_ms(), now) {
+            if leader != own_key {
+                // The oldest waiter folds for everyone: check back shortly instead of racing it.
+                follower_wait = Some(storage.pace.jitter_ms() * (0.5 + storage.platform.random()));
+                continue;
+            }
         }
         let others: Vec<String> = keys.iter().filter(|key| *key != own_key).cloned().collect();
         let mut read = others.iter().cloned().zip(storage.read_pending_all(&others).await).collect::<std::collections::HashMap<_, _>>();
@@ -126,6 +134,20 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
         Outcome::Refused(rejection) => return Err(rejection.into()),
     };
     Ok(Committed { doc, delete_key })
+}
+
+/// Who folds: the oldest pending change written since the index was (its request is waiting for
+/// this slot too), unless it has waited three write gaps, when it looks abandoned and anyone folds.
+/// Changes older than the index's write lost a race to it; their own requests are the leaders. So
+/// one request per slot lists, reads and writes, and the others pay one list and re-read.
+fn fold_leader<'k>(keys: &'k [String], own_key: &'k str, doc: &RoomDoc, write_gap_ms: f64, now_ms: f64) -> Option<&'k str> {
+    let own_time = pending_time(own_key)?;
+    let oldest = keys
+        .iter()
+        .filter_map(|key| Some((pending_time(key)?, key.as_str())))
+        .filter(|(time, key)| *key == own_key || *time >= doc.written_at.min(own_time))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)))?;
+    (oldest.0 + 3.0 * write_gap_ms >= now_ms).then_some(oldest.1)
 }
 
 /// The answer for a change that is in `doc`: for a publish, the row's delete key.

@@ -46,6 +46,12 @@ pub fn pending_context(key: &str) -> Option<String> {
     key.rsplit('/').next().and_then(percent_decode)
 }
 
+/// The platform time (ms) a pending key was written at (its first path segment after the prefix).
+pub fn pending_time(key: &str) -> Option<f64> {
+    let rest = key.split("/pending/").nth(1)?;
+    rest.get(..15)?.parse::<u64>().ok().map(|ms| ms as f64)
+}
+
 /// One request's view of storage: the store, the platform, the pace, and the request's deadline.
 pub struct Storage<'a, S: Store, P: Platform> {
     pub store: &'a S,
@@ -254,6 +260,7 @@ mod tests {
             let key = format!("{}{:015}-{}/{}", pending_prefix("room-1"), 5u64, "nonce", percent_encode(context));
             assert!(key.starts_with("rooms/room-1/pending/000000000000005-nonce/"));
             assert_eq!(pending_context(&key).as_deref(), Some(context));
+            assert_eq!(pending_time(&key), Some(5.0));
         }
     }
 }

@@ -102,7 +102,15 @@ async function observe (url, room) {
 
 /** Operations counted by the emulation wrapper around the worker's bucket (both workers alike). */
 async function r2Stats (url) {
-  return (await fetch(url + '/__r2/stats')).json()
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await (await fetch(url + '/__r2/stats')).json()
+    } catch (err) {
+      // `wrangler dev` under long loads has been seen to stop answering for a while
+      if (attempt === 20) throw new Error(`the worker at ${url} stopped answering: ${err.message}`)
+      await sleep(500)
+    }
+  }
 }
 
 function percentile (values, p) {
