@@ -10,9 +10,9 @@
 //!    lost, even if this request is cancelled: the next fold, or the client's next identified poll
 //!    (`service`), lands it.
 //! 3. **Fold**: wait for the slot (plus jitter), read the index; if someone folded our change
-//!    already, done; else list the room's pending changes, apply them all in order, and
-//!    compare-and-swap once. So N writers arriving together cost one index write per second, not N,
-//!    and the first waiter to wake carries everyone.
+//!    already, done; else list the room's pending changes. The request of the oldest one waiting
+//!    (`fold_leader`) applies them all in order and compares-and-swaps once; the others check back.
+//!    So N writers arriving together cost one index write per second, not N.
 //!
 //! This repeats until the request's budget (`Pace::budget_ms`) runs out; then the request answers as
 //! if its change had landed, because it will. No request waits on another request's memory, so a
@@ -30,124 +30,166 @@ pub struct Committed {
     pub delete_key: Option<String>,
 }
 
-/// Land `change` in `room`, whose index the caller has just read as `loaded`.
-pub async fn commit<S: Store, P: Platform>(storage: &Storage<'_, S, P>, room: &str, change: &Change, loaded: Loaded) -> Result<Committed, Failure> {
-    let now = storage.now();
-    let mut next = loaded.doc.clone();
-    match next.apply(change, Mode::Direct, now) {
-        Outcome::Refused(rejection) => return Err(rejection.into()),
-        Outcome::Unchanged { delete_key } => return Ok(Committed { doc: loaded.doc, delete_key }),
-        Outcome::Changed { delete_key } => {
-            if storage.slot_open(&loaded.doc) {
-                next.written_at = now;
-                if storage.write_index(room, &next, &loaded).await {
-                    return Ok(Committed { doc: next, delete_key });
+/// Land `change` in `room`, whose index the caller has just read as `loaded`. `mode` is `Direct`
+/// for the change a request makes now (it is not stale, whatever the room remembers), `Folded`
+/// for one rebuilt from a poll (a heal: it must not undo a leave or go back in time).
+pub async fn commit<S: Store, P: Platform>(storage: &Storage<'_, S, P>, room: &str, change: &Change, mode: Mode, loaded: Loaded) -> Result<Committed, Failure> {
+    {
+        let mut next = loaded.doc.clone();
+        match next.apply(change, mode, storage.now()) {
+            Outcome::Refused(rejection) => return Err(rejection.into()),
+            Outcome::Unchanged { delete_key } => return Ok(Committed { doc: loaded.doc, delete_key }),
+            Outcome::Changed { delete_key } => {
+                // Write at once only in a room quiet for a whole write gap plus the waiters'
+                // jitter: otherwise a fold leader may be about to use this slot for everyone.
+                if storage.room_quiet(&loaded.doc) {
+                    next.written_at = storage.now();
+                    if storage.write_index(room, &next, &loaded).await {
+                        return Ok(Committed { doc: next, delete_key });
+                    }
                 }
             }
         }
-    }
-    let own_key = storage.put_pending(room, change).await?;
-    fold_until_landed(storage, room, change, &own_key, Mode::Direct, loaded).await
+    } // `next` is dropped here: nothing but `loaded` is held while the change waits
+    let own_keys = storage.put_pending(room, change).await?;
+    fold_until_landed(storage, room, change, &own_keys, mode, loaded).await
 }
 
 /// Fold pending changes (ours included) into the index until `change` is in it or the budget is
-/// spent. `own_key` is where `change` is pending; `own_mode` is `Direct` for the change a request
-/// is making now (it is not stale, whatever the room remembers), `Folded` for one found pending.
+/// spent. `own_keys` are the pending keys this request wrote for `change` (the last one surely;
+/// earlier attempts may have landed despite an error); `own_mode` as for `commit`.
 pub async fn fold_until_landed<S: Store, P: Platform>(
     storage: &Storage<'_, S, P>,
     room: &str,
     change: &Change,
-    own_key: &str,
+    own_keys: &[String],
     own_mode: Mode,
-    mut loaded: Loaded,
+    loaded: Loaded,
 ) -> Result<Committed, Failure> {
+    let is_own = |key: &str| own_keys.iter().any(|own| own == key);
     let mut follower_wait = None;
+    let mut written_at = loaded.doc.written_at;
+    // The latest read, kept only for the answer at the deadline: a waiting request holds no
+    // document while it sleeps (hundreds may wait in one isolate, which has 128 MB).
+    let mut latest = Some(loaded);
     loop {
-        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(&loaded.doc));
+        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(written_at));
         if storage.now() + wait > storage.deadline_ms {
             break;
         }
+        latest = None;
         storage.platform.sleep(wait).await;
-        loaded = match storage.load(room).await {
+        let loaded = match storage.load(room).await {
             Ok(loaded) => loaded,
             Err(_) => break,
         };
+        written_at = loaded.doc.written_at;
         let now = storage.now();
-        if loaded.doc.reflects(change, now) {
-            storage.delete_folded(&[own_key.to_owned()]).await;
+        if loaded.doc.reflects(change, now) && landed_for_sure(storage, change, own_keys).await {
+            storage.delete_folded(own_keys).await;
             return Ok(landed(loaded.doc, change));
         }
         if !storage.slot_open(&loaded.doc) {
+            latest = Some(loaded);
             continue;
         }
-        let Ok(mut keys) = storage.list_pending(room).await else { break };
-        if !keys.iter().any(|key| key == own_key) {
-            keys.push(own_key.to_owned());
-            keys.sort();
-        }
-        if let Some(leader) = fold_leader(&keys, own_key, &loaded.doc, storage.pace.write_gap_ms(), now) {
-            if leader != own_key {
+        let Ok(mut keys) = storage.list_pending(room).await else {
+            latest = Some(loaded);
+            break;
+        };
+        keys.retain(|key| !is_own(key));
+        let own_time = own_keys.iter().filter_map(|key| pending_time(key)).fold(f64::INFINITY, f64::min);
+        if let Some(leader_time) = fold_leader(&keys, own_time, storage.pace.write_gap_ms(), now) {
+            if leader_time < own_time {
                 // The oldest waiter folds for everyone: check back shortly instead of racing it.
                 follower_wait = Some(storage.pace.jitter_ms() * (0.5 + storage.platform.random()));
+                latest = Some(loaded);
                 continue;
             }
         }
-        let others: Vec<String> = keys.iter().filter(|key| *key != own_key).cloned().collect();
-        let mut read = others.iter().cloned().zip(storage.read_pending_all(&others).await).collect::<std::collections::HashMap<_, _>>();
-        // Only what was read (or found gone) is deleted after the write; an unreadable one stays
-        // pending for the next fold.
-        keys.retain(|key| key == own_key || read.get(key).is_some_and(Result::is_ok));
+        let results = storage.read_pending_all(&keys).await;
         let mut next = loaded.doc.clone();
         let mut changed = false;
-        for key in &keys {
-            let pending = if key == own_key { Some(change.clone()) } else { read.remove(key).and_then(Result::ok).flatten() };
+        // Only what was read (or found gone) is deleted after the write; an unreadable one stays
+        // pending for the next fold. Ours goes in at its place in time order.
+        let mut folded: Vec<String> = own_keys.to_vec();
+        let mut ordered: Vec<(f64, Option<Change>, bool)> = vec![(own_time, Some(change.clone()), true)];
+        for (key, result) in keys.iter().zip(results) {
+            if let Ok(pending) = result {
+                folded.push(key.clone());
+                ordered.push((pending_time(key).unwrap_or(0.0), pending, false));
+            }
+        }
+        // Time order; at the same millisecond a leave goes after a publish (a leave that raced its
+        // own pending publish must not be undone by it).
+        let is_leave = |change: &Option<Change>| matches!(change, Some(Change::Leave(_)));
+        ordered.sort_by(|a, b| a.0.total_cmp(&b.0).then(is_leave(&a.1).cmp(&is_leave(&b.1))));
+        for (_, pending, own) in ordered {
             let Some(pending) = pending else { continue };
             // A leave whose row went meanwhile is done, not a 404: only a publish keeps `own_mode`.
-            let mode = match (&pending, key == own_key) {
+            let mode = match (&pending, own) {
                 (Change::Publish(_), true) => own_mode,
                 _ => Mode::Folded,
             };
             match next.apply(&pending, mode, now) {
                 Outcome::Changed { .. } => changed = true,
                 Outcome::Unchanged { .. } => {}
-                Outcome::Refused(rejection) if key == own_key => {
-                    storage.delete_folded(&[own_key.to_owned()]).await;
+                Outcome::Refused(rejection) if own => {
+                    storage.delete_folded(own_keys).await;
                     return Err(rejection.into());
                 }
                 Outcome::Refused(_) => {} // its own request learns it when it folds
             }
         }
         if !changed {
-            storage.delete_folded(&keys).await;
+            storage.delete_folded(&folded).await;
             return Ok(landed(next, change));
         }
-        next.written_at = now;
+        next.written_at = storage.now();
         if storage.write_index(room, &next, &loaded).await {
-            storage.delete_folded(&keys).await;
+            storage.delete_folded(&folded).await;
             return Ok(landed(next, change));
         }
+        latest = Some(loaded);
     }
-    storage.platform.log(&format!("rooms/{room}: change of {} still pending at the deadline; it lands with the next fold", change.context()));
-    let mut doc = loaded.doc;
-    let delete_key = match doc.apply(change, Mode::Direct, storage.now()) {
+    // Not logged: under contention this is expected, and the change is durable (it lands with the
+    // next fold, or the client's next identified poll).
+    let mut doc = match latest {
+        Some(loaded) => loaded.doc,
+        None => storage.load(room).await.map(|loaded| loaded.doc).unwrap_or_default(),
+    };
+    let delete_key = match doc.apply(change, own_mode, storage.now()) {
         Outcome::Changed { delete_key } | Outcome::Unchanged { delete_key } => delete_key,
         Outcome::Refused(rejection) => return Err(rejection.into()),
     };
     Ok(Committed { doc, delete_key })
 }
 
-/// Who folds: the oldest pending change written since the index was (its request is waiting for
-/// this slot too), unless it has waited three write gaps, when it looks abandoned and anyone folds.
-/// Changes older than the index's write lost a race to it; their own requests are the leaders. So
-/// one request per slot lists, reads and writes, and the others pay one list and re-read.
-fn fold_leader<'k>(keys: &'k [String], own_key: &'k str, doc: &RoomDoc, write_gap_ms: f64, now_ms: f64) -> Option<&'k str> {
-    let own_time = pending_time(own_key)?;
-    let oldest = keys
+/// Whether a change the index reflects is really done. For a publish, yes. For a leave, "no row
+/// matches" is also what it looks like while the row's own publish is still pending; so a leave is
+/// done only once its pending key is gone (a fold applied it, in order, after that publish).
+async fn landed_for_sure<S: Store, P: Platform>(storage: &Storage<'_, S, P>, change: &Change, own_keys: &[String]) -> bool {
+    match change {
+        Change::Publish(_) => true,
+        Change::Leave(_) => match own_keys.last() {
+            Some(key) => matches!(storage.read_pending(key).await, Ok(None)),
+            None => true,
+        },
+    }
+}
+
+/// The write time of the pending change whose request folds: the oldest one waiting (every
+/// waiter sees the same list, so they agree), or ours. Keys waiting more than three write gaps
+/// look abandoned (their request was cancelled or gave up) and are not waited for; whoever folds
+/// takes them along. So one request per slot reads and writes; the others pay one list and
+/// re-read.
+fn fold_leader(others: &[String], own_time: f64, write_gap_ms: f64, now_ms: f64) -> Option<f64> {
+    others
         .iter()
-        .filter_map(|key| Some((pending_time(key)?, key.as_str())))
-        .filter(|(time, key)| *key == own_key || *time >= doc.written_at.min(own_time))
-        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)))?;
-    (oldest.0 + 3.0 * write_gap_ms >= now_ms).then_some(oldest.1)
+        .filter_map(|key| pending_time(key))
+        .filter(|time| *time + 3.0 * write_gap_ms >= now_ms)
+        .chain(std::iter::once(own_time))
+        .min_by(f64::total_cmp)
 }
 
 /// The answer for a change that is in `doc`: for a publish, the row's delete key.

@@ -9,8 +9,10 @@
 //!
 //! R2 accepts about one write per second to a key. The index is written only when its
 //! `written_at` is at least `Pace::write_gap_ms()` old, so no request of ours writes it faster;
-//! every other key is written once. Every operation here retries transient errors with jittered,
-//! exponential backoff until the request's deadline.
+//! every other key is written once. Reads, lists and pending writes retry transient errors with
+//! jittered, exponential backoff until the request's deadline; the index write is one attempt
+//! (a failed compare-and-swap is answered by folding, not by writing again) and deletes are best
+//! effort.
 
 use crate::platform::{Pace, Platform};
 use crate::protocol::Rejection;
@@ -86,9 +88,15 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         self.now() >= doc.written_at + self.pace.write_gap_ms()
     }
 
+    /// Whether the index has not been written for a whole write gap plus the waiters' jitter: no
+    /// fold can be due, so a change may be written at once.
+    pub fn room_quiet(&self, doc: &RoomDoc) -> bool {
+        self.now() >= doc.written_at + self.pace.write_gap_ms() + self.pace.jitter_ms()
+    }
+
     /// How long until the index may be written, plus jitter so that waiters spread out.
-    pub fn wait_for_slot_ms(&self, doc: &RoomDoc) -> f64 {
-        (doc.written_at + self.pace.write_gap_ms() - self.now()).max(0.0) + self.pace.jitter_ms() * self.platform.random()
+    pub fn wait_for_slot_ms(&self, written_at: f64) -> f64 {
+        (written_at + self.pace.write_gap_ms() - self.now()).max(0.0) + self.pace.jitter_ms() * self.platform.random()
     }
 
     /// Retry `op` on storage errors, with jittered exponential backoff, until the deadline.
@@ -150,20 +158,21 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
     }
 
     /// Store `change` where no one else writes: a key of its own, written once. Retried until the
-    /// deadline, each attempt under a new key: a failed attempt may have landed (then the change is
-    /// pending twice, which folding tolerates), and R2 would refuse a second write to its key.
-    pub async fn put_pending(&self, room: &str, change: &Change) -> Result<String, Failure> {
+    /// deadline, each attempt under a new key: a failed attempt may have landed (R2 can report an
+    /// error for a write it made), and R2 would refuse a second write to its key. Returns every key
+    /// tried, the one that surely landed last: they all hold this change.
+    pub async fn put_pending(&self, room: &str, change: &Change) -> Result<Vec<String>, Failure> {
         let body = serde_json::to_vec(change).expect("a change always serializes");
         let context = percent_encode(change.context());
-        let key = std::cell::RefCell::new(String::new());
+        let keys = std::cell::RefCell::new(Vec::new());
         self.retrying("write", || {
             let attempt = format!("{}{:015}-{}/{}", pending_prefix(room), self.now() as u64, self.platform.random_key(8), context);
-            *key.borrow_mut() = attempt.clone();
+            keys.borrow_mut().push(attempt.clone());
             let body = body.clone();
             async move { self.store.put_if(&attempt, body, Some(Precondition::Absent)).await }
         })
         .await?;
-        Ok(key.into_inner())
+        Ok(keys.into_inner())
     }
 
     /// Pending keys of a room, oldest first (one list call: up to 1000, far more than a room holds).
@@ -178,7 +187,10 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         match serde_json::from_slice(&stored.body) {
             Ok(change) => Ok(Some(change)),
             Err(err) => {
-                self.platform.log(&format!("{key}: pending change does not parse ({err}); skipped"));
+                // Kept aside like a corrupt index, then treated as gone (the fold deletes it).
+                let aside = key.replacen("/pending/", "/corrupt/pending-", 1);
+                self.retrying("keep a corrupt pending change", || self.store.put_if(&aside, stored.body.clone(), Some(Precondition::Absent))).await?;
+                self.platform.log(&format!("{key}: pending change does not parse ({err}); kept at {aside}"));
                 Ok(None)
             }
         }
@@ -190,10 +202,19 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         join_all(keys.iter().map(|key| self.read_pending(key)).collect()).await
     }
 
-    /// Delete folded pending keys. Best effort: one left behind is skipped as stale by the next fold
-    /// and deleted then.
+    /// Delete folded pending keys, retrying failures a few times (deletes are free): a key left
+    /// behind looks like a waiting change to the next folds for three write gaps, then is folded as
+    /// stale and deleted.
     pub async fn delete_folded(&self, keys: &[String]) {
-        join_all(keys.iter().map(|key| self.store.delete(key)).collect()).await;
+        let mut left: Vec<&String> = keys.iter().collect();
+        for attempt in 0..3 {
+            let results = join_all(left.iter().map(|key| self.store.delete(key)).collect()).await;
+            left = left.into_iter().zip(results).filter(|(_, result)| result.is_err()).map(|(key, _)| key).collect();
+            if left.is_empty() {
+                return;
+            }
+            self.platform.sleep(self.pace.backoff_ms(attempt)).await;
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub const MAX_CLOCK_SKEW_MS: f64 = 10.0 * 60.0 * 1000.0;
 /// Largest handshake package, as JSON text. A real one is ~600 bytes and at most ~2.4 KiB (ten
 /// IPv6 candidates; docs/storage.md has the arithmetic).
 pub const MAX_PACKAGE_BYTES: usize = 4096;
+/// Most reflexive IPs a peer may list (`d[5]`). A browser finds one or two per address family; the
+/// cap keeps a row's peer data small, so rows alone can never fill a room (see `room`).
+pub const MAX_REFLEXIVE_IPS: usize = 16;
 /// A DTLS fingerprint is a SHA-256 digest: 32 bytes, 44 characters of base64.
 const DTLS_FINGERPRINT_BYTES: usize = 32;
 const DTLS_FINGERPRINT_CHARS: usize = 44;
@@ -167,7 +170,7 @@ fn parse_identified(fields: &Map<String, Value>, d: &Value, now_ms: f64) -> Resu
         return Err(Rejection::bad_request("Bad joined at timestamp"));
     }
     let ips_ok = match &values[5] {
-        Value::Array(ips) => ips.iter().all(|ip| ip.as_str().is_some_and(is_ip_address)),
+        Value::Array(ips) => ips.len() <= MAX_REFLEXIVE_IPS && ips.iter().all(|ip| ip.as_str().is_some_and(is_ip_address)),
         _ => false,
     };
     if !ips_ok {
@@ -385,6 +388,7 @@ mod tests {
             (5, json!(["1.2.3.4", "not an ip"]), "Bad reflexive IPs"),
             (5, json!([1234]), "Bad reflexive IPs"),
             (5, json!(["999.1.1.1"]), "Bad reflexive IPs"),
+            (5, json!(vec!["1.2.3.4"; MAX_REFLEXIVE_IPS + 1]), "Bad reflexive IPs"),
             (3, json!("!".repeat(44)), "Bad base64 encoding"),
             // 44 characters without padding decode to 33 bytes: not a SHA-256 fingerprint
             (3, json!("A".repeat(44)), "Bad base64 encoding"),

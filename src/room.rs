@@ -14,7 +14,9 @@
 //! `protocol::MAX_PACKAGE_BYTES`, a row keeps at most one package per target and only for sessions
 //! that are in the room, a room holds at most `MAX_ROWS` rows, and when the document would pass
 //! `MAX_ROOM_BYTES` the packages of the biggest rows are shed first, the publisher's included (every
-//! publish still lands its row: a hog loses its own packages first, and nobody is refused).
+//! publish still lands its row: a hog loses its own packages first). Peer data itself is capped in
+//! `protocol`, so rows alone cannot fill a room; the one thing a client can still exhaust is
+//! `MAX_ROWS`, by inventing contexts: there is no client identity to bound it by.
 
 use crate::protocol::Rejection;
 use serde::{Deserialize, Serialize};
@@ -271,6 +273,8 @@ impl RoomDoc {
             Some(i) => self.peers[i].dk.clone(),
             None => p.fresh_dk.clone(),
         };
+        // Only a room at its byte cap (rare) needs the way back: keep it cheap for the others.
+        let before = if self.stored_bytes() + p.d.get().len() + 4096 * p.p.len() > MAX_ROOM_BYTES { self.clone() } else { RoomDoc::default() };
         let row = PeerRow {
             k: p.k.clone(),
             s: p.s.clone(),
@@ -281,23 +285,23 @@ impl RoomDoc {
             dk: delete_key.clone(),
             p: one_per_target(&p.p),
         };
-        let replaced = match existing {
-            Some(i) => Some(std::mem::replace(&mut self.peers[i], row)),
-            None => {
-                self.peers.push(row);
-                None
-            }
-        };
-        if let Err(rejection) = self.shed() {
-            match (existing, replaced) {
-                (Some(i), Some(old)) => self.peers[i] = old,
-                _ => {
-                    self.peers.pop();
-                }
-            }
-            return Outcome::Refused(rejection);
+        match existing {
+            Some(i) => self.peers[i] = row,
+            None => self.peers.push(row),
         }
-        Outcome::Changed { delete_key: Some(delete_key) }
+        self.prune(now_ms);
+        match self.shedding_plan() {
+            Some(shed) => {
+                for i in shed {
+                    self.peers[i].p.clear();
+                }
+                Outcome::Changed { delete_key: Some(delete_key) }
+            }
+            None => {
+                *self = before;
+                Outcome::Refused(too_much_data())
+            }
+        }
     }
 
     fn leave(&mut self, l: &Leave, mode: Mode, now_ms: f64) -> Outcome {
@@ -331,28 +335,27 @@ impl RoomDoc {
         }
     }
 
-    /// Keep the document under `MAX_ROOM_BYTES` by shedding the packages of the biggest rows first,
-    /// the publisher's own included: every row keeps its place in the room, and a hog only ever
-    /// loses its own packages before anyone else's. Refused only if rows alone overflow (they
-    /// cannot: `MAX_ROWS` rows of peer data are far below the cap).
-    fn shed(&mut self) -> Result<(), Rejection> {
-        let mut total: usize = self.peers.iter().map(PeerRow::stored_bytes).sum::<usize>() + 64;
-        if total <= MAX_ROOM_BYTES {
-            return Ok(());
-        }
+    fn stored_bytes(&self) -> usize {
+        self.peers.iter().map(PeerRow::stored_bytes).sum::<usize>() + 64
+    }
+
+    /// Which rows' packages to shed to bring the document under `MAX_ROOM_BYTES`: the biggest
+    /// first, the publisher's own included, so every row keeps its place and a hog loses its own
+    /// packages before anyone else's. `None` if rows alone overflow (they cannot: peer data is
+    /// capped by `protocol`, so `MAX_ROWS` rows take ~256 KiB at most); nothing is changed here.
+    fn shedding_plan(&self) -> Option<Vec<usize>> {
+        let mut total = self.stored_bytes();
         let mut biggest: Vec<(usize, usize)> = self.peers.iter().enumerate().filter(|(_, row)| !row.p.is_empty()).map(|(i, row)| (row.package_bytes(), i)).collect();
         biggest.sort_unstable_by(|a, b| b.cmp(a));
+        let mut shed = Vec::new();
         for (bytes, i) in biggest {
             if total <= MAX_ROOM_BYTES {
                 break;
             }
-            self.peers[i].p.clear();
+            shed.push(i);
             total -= bytes;
         }
-        if total > MAX_ROOM_BYTES {
-            return Err(too_much_data());
-        }
-        Ok(())
+        (total <= MAX_ROOM_BYTES).then_some(shed)
     }
 
     /// What a caller sees: every other live peer, and the packages addressed to its session.
@@ -554,6 +557,24 @@ mod tests {
         assert!(matches!(outcome, Outcome::Changed { .. }), "{outcome:?}");
         let for_38 = room.view(Some("c38"), Some("s38"), NOW).packages;
         assert!(for_38.iter().any(|p| p.starts_with(r#"["s38","s39""#)), "{} packages", for_38.len());
+    }
+
+    #[test]
+    fn dead_rows_do_not_count_against_the_byte_cap() {
+        let mut room = RoomDoc::default();
+        for n in 0..40 {
+            room.apply(&publish(&format!("c{n}"), &format!("s{n}"), NOW, vec![]), Mode::Direct, NOW);
+        }
+        let big = |to: &str| Package(to.into(), raw(json!([to, "x".repeat(3000)])));
+        for hog in 0..10 {
+            let packages: Vec<Package> = (0..40).filter(|n| *n != hog).map(|n| big(&format!("s{n}"))).collect();
+            room.apply(&publish(&format!("c{hog}"), &format!("s{hog}"), NOW + 1.0, packages), Mode::Direct, NOW);
+        }
+        // every row is long dead: a newcomer finds an empty room, not a full one
+        let later = NOW + MAX_ROW_LIFETIME_MS + 1.0;
+        let outcome = room.apply(&publish("new", "new", later, vec![]), Mode::Direct, later);
+        assert!(matches!(outcome, Outcome::Changed { .. }), "{outcome:?}");
+        assert_eq!(room.peers.len(), 1);
     }
 
     #[test]

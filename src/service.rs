@@ -81,14 +81,16 @@ pub async fn poll<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bod
     if let (true, Some(packages)) = (body.is_publish(), &body.packages) {
         let fresh_dk = storage.platform.random_key(DELETE_KEY_LEN);
         let change = publish_change(body, wire_packages(packages), fresh_dk).expect("a publish has d");
-        let committed = commit(storage, &body.room, &change, loaded).await?;
+        let committed = commit(storage, &body.room, &change, Mode::Direct, loaded).await?;
         return Ok(answer(&committed.doc, body, committed.delete_key, storage.now()));
     }
     if !publish_lost(&loaded.doc, body, storage.now()) {
         return Ok(answer(&loaded.doc, body, None, storage.now()));
     }
-    let fallback = loaded.doc.clone();
-    let doc = land_lost_publish(storage, body, loaded).await.unwrap_or(fallback);
+    let doc = match land_lost_publish(storage, body, loaded).await {
+        Some(doc) => doc,
+        None => storage.load(&body.room).await?.doc, // rare: a lost publish could not be landed now
+    };
     Ok(answer(&doc, body, None, storage.now()))
 }
 
@@ -100,9 +102,14 @@ fn publish_lost(doc: &RoomDoc, body: &Body, now_ms: f64) -> bool {
     let Some(peer) = body.peer.as_ref() else { return false };
     match doc.row(&peer.context, now_ms) {
         Some(row) => row.is_due(now_ms) && matches!((row.t.as_f64(), peer.timestamp.as_f64()), (Some(stored), Some(asked)) if stored < asked),
-        None => true,
+        // No live row: worth a list only if the context had a row, or published within the last
+        // minute (a join still pending); not for every poll of a client that never got in.
+        None => doc.peers.iter().any(|row| row.k == peer.context) || peer.timestamp.as_f64().is_some_and(|t| (now_ms - t).abs() < RECENT_PUBLISH_MS),
     }
 }
+
+/// How recent a poll's `t` must be for a row-less identified poll to look for its pending join.
+const RECENT_PUBLISH_MS: f64 = 60_000.0;
 
 /// Land the lost publish of an identified poll (`publish_lost`): its pending change if there is
 /// one, else a heal from the poll's `d` and `t`. `None` if there is nothing to land or it could not
@@ -113,14 +120,14 @@ async fn land_lost_publish<S: Store, P: Platform>(storage: &Storage<'_, S, P>, b
     let mine = keys.iter().rev().find(|key| pending_context(key).as_deref() == Some(peer.context.as_str()));
     if let Some(key) = mine {
         if let Ok(Some(change)) = storage.read_pending(key).await {
-            return fold_until_landed(storage, &body.room, &change, key, Mode::Folded, loaded).await.ok().map(|c| c.doc);
+            return fold_until_landed(storage, &body.room, &change, std::slice::from_ref(key), Mode::Folded, loaded).await.ok().map(|c| c.doc);
         }
     }
     // No pending change: heal the row from what the poll carries, keeping its stored packages. Only
     // a context that has a row (live or dead) is healed; a poll never creates a peer by itself.
     let row = loaded.doc.peers.iter().find(|row| row.k == peer.context)?;
     let heal = publish_change(body, row.p.clone(), row.dk.clone())?;
-    commit(storage, &body.room, &heal, loaded).await.ok().map(|c| c.doc)
+    commit(storage, &body.room, &heal, Mode::Folded, loaded).await.ok().map(|c| c.doc)
 }
 
 /// Serve a leave (DELETE, or POST with `X-Worker-Method: DELETE`): remove the caller's row.
@@ -138,8 +145,8 @@ pub async fn leave<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bo
         t: body.peer.as_ref().and_then(|peer| peer.timestamp.as_f64()),
     });
     let loaded = storage.load(&body.room).await?;
-    match commit(storage, &body.room, &change, loaded.clone()).await {
-        Err(Failure::Rejected(rejection)) if rejection.status == 404 => leave_unlanded(storage, body, &change, loaded, rejection).await,
+    match commit(storage, &body.room, &change, Mode::Direct, loaded).await {
+        Err(Failure::Rejected(rejection)) if rejection.status == 404 => leave_unlanded(storage, body, &change, rejection).await,
         other => other.map(|_| ()),
     }
 }
@@ -147,13 +154,14 @@ pub async fn leave<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bo
 /// A leave that matched no row may be racing its own publish, still pending: then the leave is
 /// stored pending too and folded after it (pending changes apply in order), so the row never
 /// appears. Otherwise it is the 404 it seemed.
-async fn leave_unlanded<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, change: &Change, loaded: crate::layout::Loaded, not_found: Rejection) -> Result<(), Failure> {
+async fn leave_unlanded<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, change: &Change, not_found: Rejection) -> Result<(), Failure> {
     let keys = storage.list_pending(&body.room).await?;
     if !keys.iter().any(|key| pending_context(key).as_deref() == Some(change.context())) {
         return Err(not_found.into());
     }
-    let own_key = storage.put_pending(&body.room, change).await?;
-    fold_until_landed(storage, &body.room, change, &own_key, Mode::Folded, loaded).await.map(|_| ())
+    let own_keys = storage.put_pending(&body.room, change).await?;
+    let loaded = storage.load(&body.room).await?;
+    fold_until_landed(storage, &body.room, change, &own_keys, Mode::Folded, loaded).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -325,6 +333,54 @@ mod tests {
         // a poll never creates a peer that never published
         block_on(&platform, serve(&store, &platform, identified_poll(9, late))).unwrap();
         assert_eq!(observe(&store, &platform).len(), 2);
+    }
+
+    /// The delete key a pending publish of `context` will hand out (its request never answered).
+    fn pending_delete_key(store: &MemoryStore, context: &str) -> String {
+        let key = store.keys().into_iter().find(|k| k.starts_with(&pending_prefix("room-1")) && k.ends_with(context)).unwrap();
+        match serde_json::from_slice::<Change>(&store.peek(&key).unwrap()).unwrap() {
+            Change::Publish(p) => p.fresh_dk,
+            Change::Leave(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_leave_racing_its_own_pending_publish_keeps_the_peer_out() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
+        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        let dk = pending_delete_key(&store.0, "ctx-2");
+        let mut request = identified_poll(2, NOW);
+        request["dk"] = json!(dk);
+        let storage = storage(&store, &platform);
+        assert_eq!(block_on(&platform, leave(&storage, &body(request, platform.now_ms()))), Ok(()));
+        platform.advance(3.0 * SECOND);
+        block_on(&platform, serve(&store, &platform, publish(3, platform.now_ms(), json!([])))).unwrap();
+        platform.advance(3.0 * SECOND);
+        let mut seen = observe(&store, &platform);
+        seen.sort();
+        assert_eq!(seen, ["sess-1", "sess-3"], "peer 2 never appears");
+    }
+
+    #[test]
+    fn a_heal_racing_a_leave_does_not_bring_the_peer_back() {
+        let platform = TestPlatform::at(NOW);
+        let store = r2_like(&platform);
+        let dk = block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap().delete_key.unwrap();
+        platform.advance(95.0 * SECOND); // due for its heartbeat, which was lost
+        let late = platform.now_ms();
+        let mut leave_request = identified_poll(1, late + 1.0);
+        leave_request["dk"] = json!(dk);
+        let leave_body = body(leave_request, late);
+        let leave_storage = storage(&store, &platform);
+        let results = block_on(&platform, join_all(vec![
+            Box::pin(async { serve(&store, &platform, identified_poll(1, late)).await.map(|_| ()) }) as std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>>>>,
+            Box::pin(leave(&leave_storage, &leave_body)),
+        ]));
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        platform.advance(3.0 * SECOND);
+        assert!(observe(&store, &platform).is_empty(), "the leave wins: the heal of an older t does not undo it");
     }
 
     #[test]

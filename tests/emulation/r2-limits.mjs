@@ -23,7 +23,7 @@ export function emulationFromEnv (env) {
 
 /** Statistics for one worker instance (wrangler dev runs one isolate). */
 export function newStats () {
-  return { get: 0, head: 0, put: 0, delete: 0, list: 0, rateLimited: 0, injectedFailures: 0, maxAttemptsPerKeyPerInterval: 0, maxWritesPerKeyPerInterval: 0, maxAttemptsKey: null }
+  return { get: 0, head: 0, put: 0, delete: 0, list: 0, rateLimited: 0, injectedFailures: 0, preconditionFailed: 0, maxAttemptsPerKeyPerInterval: 0, maxWritesPerKeyPerInterval: 0, maxAttemptsKey: null, putsByKind: {} }
 }
 
 const attempts = new Map() // key -> recent attempt times
@@ -62,6 +62,8 @@ export function emulatedBucket (bucket, { writeIntervalMs = 0, failureShare = 0 
           return value.apply(target, args)
         }
         const key = String(args[0])
+        const kind = key.split('/').slice(2, 3)[0]?.replace(/:.*/, '') || key.split('/')[0]
+        stats.putsByKind[kind] = (stats.putsByKind[kind] || 0) + 1
         const now = Date.now()
         const tried = track(attempts, key, now, window)
         if (tried > stats.maxAttemptsPerKeyPerInterval) {
@@ -75,6 +77,7 @@ export function emulatedBucket (bucket, { writeIntervalMs = 0, failureShare = 0 
         const failing = Math.random() < failureShare
         if (failing && Math.random() < 0.5) fail()
         const result = await value.apply(target, args)
+        if (result === null) stats.preconditionFailed++
         if (result !== null) {
           lastWrite.set(key, now)
           stats.maxWritesPerKeyPerInterval = Math.max(stats.maxWritesPerKeyPerInterval, track(writes, key, now, window))

@@ -39,7 +39,7 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
   const inspectorPort = await freePort()
   const state = mkdtempSync(join(tmpdir(), `p2pcf-${kind}-`))
   const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
-    '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'warn']
+    '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', process.env.WRANGLER_LOG_LEVEL || 'warn']
   if (config) args.push('--config', config)
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
   const child = spawn(WRANGLER, args, {
