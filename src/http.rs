@@ -14,7 +14,7 @@ use crate::store::{OpCounts, Store};
 use std::cell::RefCell;
 
 /// Largest request body accepted (413 beyond). A newcomer in a 100-peer room publishes one
-/// handshake package per peer, at most ~1.5 KiB each: ~150 KiB, plus its peer data.
+/// handshake package per peer, at most ~2.35 KiB each: ~233 KiB, plus its peer data.
 /// docs/storage.md has the arithmetic.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -44,10 +44,11 @@ impl HttpRequest {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
     }
 
-    /// Whether the shell must read the body before calling `handle`: only for the methods that
-    /// can be served (others get 405 or a status page without it being read).
-    pub fn wants_body(method: &str) -> bool {
-        matches!(method, "POST" | "DELETE")
+    /// Whether the shell must read the body before calling `handle`: only for requests that can be
+    /// served (POST, DELETE, or any method with `X-Worker-Method: DELETE`, as the reference);
+    /// others get 405 or a status page without it being read.
+    pub fn wants_body(method: &str, worker_method: Option<&str>) -> bool {
+        matches!(method, "POST" | "DELETE") || (worker_method == Some("DELETE") && !matches!(method, "GET" | "HEAD" | "OPTIONS"))
     }
 }
 
@@ -280,6 +281,14 @@ mod tests {
         let response = worker.send("POST", &[("Content-Type", "text/plain")], r#"{"r":"room-1"}"#);
         assert_eq!((response.status, response.body.as_deref()), (400, Some("Expected content-type application/json")));
         assert_eq!(response.header("Access-Control-Allow-Origin"), None);
+    }
+
+    #[test]
+    fn only_bodies_that_can_be_served_are_read() {
+        assert!(HttpRequest::wants_body("POST", None) && HttpRequest::wants_body("DELETE", None));
+        assert!(HttpRequest::wants_body("PUT", Some("DELETE")), "the reference serves any method with X-Worker-Method: DELETE");
+        assert!(!HttpRequest::wants_body("PUT", None) && !HttpRequest::wants_body("PATCH", Some("POST")));
+        assert!(!HttpRequest::wants_body("GET", Some("DELETE")) && !HttpRequest::wants_body("OPTIONS", None));
     }
 
     #[test]

@@ -70,7 +70,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let declared_length = req.headers().get("Content-Length").ok().flatten().and_then(|n| n.parse::<usize>().ok());
     // Only bodies that can be served are read; an oversized one is refused from its declared
     // length without reading it, or cut at the cap while streaming when no length was declared.
-    let (body, body_over_cap) = if HttpRequest::wants_body(&method) && declared_length.is_none_or(|n| n <= MAX_BODY_BYTES) {
+    let worker_method = req.headers().get("X-Worker-Method").ok().flatten();
+    let wants_body = HttpRequest::wants_body(&method, worker_method.as_deref().map(str::trim));
+    let (body, body_over_cap) = if wants_body && declared_length.is_none_or(|n| n <= MAX_BODY_BYTES) {
         read_capped(&mut req).await
     } else {
         (Vec::new(), false)
