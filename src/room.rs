@@ -212,8 +212,10 @@ fn older(a: &Number, b: &Number) -> bool {
 }
 
 impl RoomDoc {
+    /// Parse a stored document, or one stored by the previous version of this worker (rows with `d`
+    /// and `p` as plain arrays), so a deploy over live rooms keeps them.
     pub fn from_json(bytes: &[u8]) -> Result<RoomDoc, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        serde_json::from_slice(bytes).or_else(|err| LegacyDoc::parse(bytes).ok_or(err))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -372,6 +374,39 @@ impl RoomDoc {
             }
         }
         view
+    }
+}
+
+/// The document as the previous version of this worker stored it.
+#[derive(Deserialize)]
+struct LegacyDoc {
+    peers: Vec<LegacyRow>,
+}
+
+#[derive(Deserialize)]
+struct LegacyRow {
+    k: String,
+    d: Vec<serde_json::Value>,
+    t: Number,
+    exp: f64,
+    dk: String,
+    #[serde(default)]
+    p: Vec<serde_json::Value>,
+}
+
+impl LegacyDoc {
+    fn parse(bytes: &[u8]) -> Option<RoomDoc> {
+        let legacy: LegacyDoc = serde_json::from_slice(bytes).ok()?;
+        let peers = legacy
+            .peers
+            .into_iter()
+            .map(|row| {
+                let s = row.d.first()?.as_str()?.to_owned();
+                let p = row.p.iter().filter_map(|package| Some(Package(package.get(0)?.as_str()?.to_owned(), serde_json::value::to_raw_value(package).ok()?))).collect();
+                Some(PeerRow { k: row.k, s, d: serde_json::value::to_raw_value(&row.d).ok()?, t: row.t, exp: row.exp, at: 0.0, dk: row.dk, p })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(RoomDoc { peers, written_at: 0.0, left: Vec::new() })
     }
 }
 
@@ -582,6 +617,17 @@ mod tests {
         let second = Package("sess-b".into(), raw(json!(["sess-b", "second"])));
         let room = room_of(&[publish("ctx-b", "sess-b", NOW, vec![]), publish("ctx-a", "sess-a", NOW, vec![package("sess-b", "first"), second])]);
         assert_eq!(room.view(Some("ctx-b"), Some("sess-b"), NOW).packages, vec![r#"["sess-b","second"]"#.to_string()]);
+    }
+
+    #[test]
+    fn a_room_stored_by_the_previous_version_is_read_not_replaced() {
+        let old = json!({"peers": [{"k": "ctx-a", "d": ["sess-a", "client", false, "fp", NOW, []], "t": NOW, "exp": NOW + 60_000.0, "dk": "key-a",
+            "p": [["sess-b", "sess-a", "u", "p", null, null, null, NOW, []]]}]});
+        let room = RoomDoc::from_json(old.to_string().as_bytes()).unwrap();
+        assert_eq!(room.peers[0].s, "sess-a");
+        assert_eq!(room.peers[0].p[0].target(), "sess-b");
+        assert_eq!(room.view(Some("ctx-b"), Some("sess-b"), NOW).packages.len(), 1);
+        assert!(RoomDoc::from_json(b"{not json").is_err());
     }
 
     #[test]
