@@ -67,13 +67,15 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
     loaded: Loaded,
 ) -> Result<Committed, Failure> {
     let is_own = |key: &str| own_keys.iter().any(|own| own == key);
+    let own_time = own_keys.iter().filter_map(|key| pending_time(key)).fold(f64::INFINITY, f64::min);
+    let pending_at = if own_time.is_finite() { own_time } else { storage.now() };
     let mut follower_wait = None;
     let mut written_at = loaded.doc.written_at;
     // The latest read, kept only for the answer at the deadline: a waiting request holds no
     // document while it sleeps (hundreds may wait in one isolate, which has 128 MB).
     let mut latest = Some(loaded);
     loop {
-        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(written_at));
+        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(written_at, pending_at));
         if storage.now() + wait > storage.deadline_ms {
             break;
         }
@@ -98,7 +100,6 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
             break;
         };
         keys.retain(|key| !is_own(key));
-        let own_time = own_keys.iter().filter_map(|key| pending_time(key)).fold(f64::INFINITY, f64::min);
         if let Some(leader_time) = fold_leader(&keys, own_time, storage.pace.write_gap_ms(), now) {
             if leader_time < own_time {
                 // The oldest waiter folds for everyone: check back shortly instead of racing it.

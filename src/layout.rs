@@ -94,9 +94,15 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         self.now() >= doc.written_at + self.pace.write_gap_ms() + self.pace.jitter_ms()
     }
 
-    /// How long until the index may be written, plus jitter so that waiters spread out.
-    pub fn wait_for_slot_ms(&self, written_at: f64) -> f64 {
-        (written_at + self.pace.write_gap_ms() - self.now()).max(0.0) + self.pace.jitter_ms() * self.platform.random()
+    /// How long a change pending since `pending_at` waits before looking at the index again: until
+    /// the write gap is over, plus a share of the jitter that grows with how late after the last
+    /// write it arrived (and a little randomness for ties). So waiters wake in arrival order: the
+    /// oldest folds for everyone, and the rest wake to find their change done without listing.
+    pub fn wait_for_slot_ms(&self, written_at: f64, pending_at: f64) -> f64 {
+        let gap = self.pace.write_gap_ms();
+        let lateness = ((pending_at - written_at) / gap).clamp(0.0, 1.0);
+        let jitter = self.pace.jitter_ms() * (0.8 * lateness + 0.2 * self.platform.random());
+        (written_at + gap - self.now()).max(0.0) + jitter
     }
 
     /// Retry `op` on storage errors, with jittered exponential backoff, until the deadline.

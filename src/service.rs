@@ -171,7 +171,7 @@ mod tests {
     use crate::platform::Pace;
     use crate::protocol::parse_body;
     use crate::store::MemoryStore;
-    use crate::testing::{block_on, join_all, TestPlatform, YieldingStore};
+    use crate::testing::{block_on, join_all, LatentStore, TestPlatform, YieldingStore};
     use serde_json::json;
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
@@ -255,7 +255,34 @@ mod tests {
         assert_eq!(store.0.max_writes_within(SECOND), 1, "no key written twice within a second");
         let index_writes = store.0.writes_of(&index_key("room-1"));
         assert!(index_writes <= 4, "{index_writes} index writes for 20 joins");
+        // waiters wake in arrival order: the oldest lists and folds, the others find their change done
+        let lists = store.0.ops().list;
+        assert!(lists <= 4, "{lists} lists for 20 joins");
         assert!(store.0.keys().iter().all(|k| !k.starts_with(&pending_prefix("room-1"))), "pending changes are deleted once folded");
+    }
+
+    #[test]
+    fn with_real_round_trips_waiters_fold_in_arrival_order_instead_of_stampeding() {
+        // 40 publishes arriving over 4 s with 30 ms per storage operation: a busy room
+        let platform = TestPlatform::at(NOW);
+        let memory = MemoryStore::new();
+        memory.limit_writes(SECOND, platform.clock_fn());
+        let store = LatentStore { inner: memory, platform: &platform, latency_ms: 30.0 };
+        let requests = (0..40).map(|n| {
+            let (store, platform) = (&store, &platform);
+            async move {
+                platform.sleep(n as f64 * 100.0).await;
+                serve(store, platform, publish(n, NOW, json!([]))).await
+            }
+        });
+        let results = block_on(&platform, join_all(requests.collect()));
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(observe(&store, &platform).len(), 40);
+        let ops = store.inner.ops();
+        let index_writes = store.inner.writes_of(&index_key("room-1"));
+        println!("40 publishes over 4 s: {} index writes, {} lists, {} gets, {} puts", index_writes, ops.list, ops.get, ops.put);
+        assert!(ops.list as usize <= 3 * index_writes + 2, "{} lists for {index_writes} folds", ops.list);
+        assert!(ops.put as usize <= 40 + index_writes + 6, "{} puts: pending writes, folds, and few lost races", ops.put);
     }
 
     #[test]

@@ -177,3 +177,34 @@ impl<S: Store> Store for YieldingStore<S> {
         self.0.ops()
     }
 }
+
+/// Wraps a store so every operation takes `latency_ms` of virtual time, as R2's round trips do:
+/// requests then overlap the way they do on Cloudflare (a fold takes a few round trips, and
+/// others wake meanwhile).
+pub struct LatentStore<'a, S> {
+    pub inner: S,
+    pub platform: &'a TestPlatform,
+    pub latency_ms: f64,
+}
+
+impl<S: Store> Store for LatentStore<'_, S> {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.platform.sleep(self.latency_ms).await;
+        self.inner.get(key).await
+    }
+    async fn put_if(&self, key: &str, body: Vec<u8>, condition: Option<Precondition>) -> Result<Option<String>, StoreError> {
+        self.platform.sleep(self.latency_ms).await;
+        self.inner.put_if(key, body, condition).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.platform.sleep(self.latency_ms).await;
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.platform.sleep(self.latency_ms).await;
+        self.inner.list(prefix).await
+    }
+    fn ops(&self) -> OpCounts {
+        self.inner.ops()
+    }
+}

@@ -109,7 +109,7 @@ export async function steadyRoom (url, { peers = 100, compression = 20, duration
   let flaps = 0
   let samples = 0
   const flapped = new Set()
-  await sleep((joinSpreadMs + 30_000) / compression)
+  await sleep((joinSpreadMs + 30_000) / compression) // from 30 s after the last join
   while (Date.now() < end - 10_000 / compression) {
     const expected = sims.filter(peer => peer.deleteKey && !peer.stopped)
     const seen = await observe(url, room)
