@@ -249,15 +249,7 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 /// Percent-encode everything but `[A-Za-z0-9_-.]`, so any context id is one safe key segment.
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for byte in s.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    crate::protocol::percent_encode(s, b"-_.")
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -205,6 +205,20 @@ pub fn package_target(package: &Value) -> Option<&str> {
     package.get(0).and_then(Value::as_str)
 }
 
+/// Percent-encode every byte of `s` but ASCII letters, digits and `unreserved`, so any text is one
+/// safe storage-key segment (JavaScript's `encodeURIComponent` keeps ``-_.!~*'()``).
+pub fn percent_encode(s: &str, unreserved: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || unreserved.contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A non-empty string of at most 64 UTF-16 code units (JavaScript's `length`).
 fn id_string(value: &Value) -> Option<String> {
     match value {

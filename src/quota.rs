@@ -640,15 +640,7 @@ fn utc_year_month(now_ms: f64) -> (i64, u32) {
 
 /// JavaScript's `encodeURIComponent`.
 fn encode_uri_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for byte in s.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    crate::protocol::percent_encode(s, b"-_.!~*'()")
 }
 
 #[cfg(test)]

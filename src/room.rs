@@ -572,9 +572,9 @@ mod tests {
         assert!(matches!(room.apply(&publish("c0", "s0", NOW + 1.0, vec![]), Mode::Direct, NOW), Outcome::Changed { .. }));
     }
 
-    #[test]
-    fn a_hog_cannot_push_others_out() {
-        // 40 rows; each of five hog contexts stores a 3 KiB package for every other session
+    /// 40 rows; ten of them (hogs) store a 3 KiB package for every other session, one by one, with
+    /// `check` called after each of those publishes.
+    fn hogged_room(mut check: impl FnMut(&Outcome, &RoomDoc)) -> RoomDoc {
         let mut room = RoomDoc::default();
         for n in 0..40 {
             room.apply(&publish(&format!("c{n}"), &format!("s{n}"), NOW, vec![]), Mode::Direct, NOW);
@@ -583,9 +583,18 @@ mod tests {
         for hog in 0..10 {
             let packages: Vec<Package> = (0..40).filter(|n| *n != hog).map(|n| big(&format!("s{n}"))).collect();
             let outcome = room.apply(&publish(&format!("c{hog}"), &format!("s{hog}"), NOW + 1.0, packages), Mode::Direct, NOW);
-            assert!(matches!(outcome, Outcome::Changed { .. }), "{outcome:?}");
-            assert!(room.to_json().len() <= MAX_ROOM_BYTES + 4096);
+            check(&outcome, &room);
         }
+        room
+    }
+
+    #[test]
+    fn a_hog_cannot_push_others_out() {
+        let room_bytes = |room: &RoomDoc| room.to_json().len();
+        let mut room = hogged_room(|outcome, room| {
+            assert!(matches!(outcome, Outcome::Changed { .. }), "{outcome:?}");
+            assert!(room_bytes(room) <= MAX_ROOM_BYTES + 4096);
+        });
         assert!(room.peers.iter().all(|row| row.is_live(NOW)) && room.peers.len() == 40, "every row kept its place");
         // an ordinary peer's handshake still lands, with its packages
         let outcome = room.apply(&publish("c39", "s39", NOW + 2.0, vec![package("s38", "s39")]), Mode::Direct, NOW);
@@ -596,15 +605,7 @@ mod tests {
 
     #[test]
     fn dead_rows_do_not_count_against_the_byte_cap() {
-        let mut room = RoomDoc::default();
-        for n in 0..40 {
-            room.apply(&publish(&format!("c{n}"), &format!("s{n}"), NOW, vec![]), Mode::Direct, NOW);
-        }
-        let big = |to: &str| Package(to.into(), raw(json!([to, "x".repeat(3000)])));
-        for hog in 0..10 {
-            let packages: Vec<Package> = (0..40).filter(|n| *n != hog).map(|n| big(&format!("s{n}"))).collect();
-            room.apply(&publish(&format!("c{hog}"), &format!("s{hog}"), NOW + 1.0, packages), Mode::Direct, NOW);
-        }
+        let mut room = hogged_room(|_, _| {});
         // every row is long dead: a newcomer finds an empty room, not a full one
         let later = NOW + MAX_ROW_LIFETIME_MS + 1.0;
         let outcome = room.apply(&publish("new", "new", later, vec![]), Mode::Direct, later);

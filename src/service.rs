@@ -214,9 +214,12 @@ mod tests {
         poll(&storage, &body(request, platform.now_ms())).await
     }
 
+    /// The sessions an observer sees, sorted.
     fn observe<S: Store>(store: &S, platform: &TestPlatform) -> Vec<String> {
         let answer = block_on(platform, serve(store, platform, json!({"r": "room-1"}))).unwrap();
-        answer.view.peers.iter().map(|row| serde_json::from_str::<Value>(row).unwrap()[0].as_str().unwrap().to_owned()).collect()
+        let mut seen: Vec<String> = answer.view.peers.iter().map(|row| serde_json::from_str::<Value>(row).unwrap()[0].as_str().unwrap().to_owned()).collect();
+        seen.sort();
+        seen
     }
 
     /// Poll `future` `n` times without finishing it, then drop it: a cancelled request.
@@ -312,14 +315,10 @@ mod tests {
         platform.advance(2.0 * SECOND);
         block_on(&platform, serve(&store, &platform, publish(3, NOW, json!([])))).unwrap();
         platform.advance(2.0 * SECOND);
-        let mut seen = observe(&store, &platform);
-        seen.sort();
         // 3 wrote directly (slot open); 2 is still pending: its own client's next identified poll lands it
-        assert_eq!(seen, ["sess-1", "sess-3"]);
+        assert_eq!(observe(&store, &platform), ["sess-1", "sess-3"]);
         block_on(&platform, serve(&store, &platform, identified_poll(2, NOW))).unwrap();
-        let mut seen = observe(&store, &platform);
-        seen.sort();
-        assert_eq!(seen, ["sess-1", "sess-2", "sess-3"]);
+        assert_eq!(observe(&store, &platform), ["sess-1", "sess-2", "sess-3"]);
         assert!(store.0.keys().iter().all(|k| !k.starts_with(&pending_prefix("room-1"))));
     }
 
@@ -385,9 +384,7 @@ mod tests {
         platform.advance(3.0 * SECOND);
         block_on(&platform, serve(&store, &platform, publish(3, platform.now_ms(), json!([])))).unwrap();
         platform.advance(3.0 * SECOND);
-        let mut seen = observe(&store, &platform);
-        seen.sort();
-        assert_eq!(seen, ["sess-1", "sess-3"], "peer 2 never appears");
+        assert_eq!(observe(&store, &platform), ["sess-1", "sess-3"], "peer 2 never appears");
     }
 
     #[test]

@@ -194,13 +194,7 @@ impl MemoryStore {
     }
 
     fn next_random(&self) -> f64 {
-        // xorshift64*
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        next_unit(&self.rng)
     }
 
     fn maybe_fail(&self) -> Result<(), StoreError> {
@@ -214,6 +208,17 @@ impl MemoryStore {
         }
         Ok(())
     }
+}
+
+/// The next number in `[0, 1)` of a xorshift64* sequence kept in `state` (test doubles only: not
+/// for anything that must be unguessable).
+pub fn next_unit(state: &Cell<u64>) -> f64 {
+    let mut x = state.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    state.set(x);
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Store for MemoryStore {

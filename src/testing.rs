@@ -113,12 +113,7 @@ impl Platform for TestPlatform {
     }
 
     fn random(&self) -> f64 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        crate::store::next_unit(&self.rng)
     }
 
     fn random_key(&self, len: usize) -> String {
