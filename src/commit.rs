@@ -100,13 +100,11 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
             break;
         };
         keys.retain(|key| !is_own(key));
-        if let Some(leader_time) = fold_leader(&keys, own_time, storage.pace.write_gap_ms(), now) {
-            if leader_time < own_time {
-                // The oldest waiter folds for everyone: check back shortly instead of racing it.
-                follower_wait = Some(storage.pace.jitter_ms() * (0.5 + storage.platform.random()));
-                latest = Some(loaded);
-                continue;
-            }
+        if fold_leader(&keys, own_time, written_at, storage.pace.write_gap_ms(), now) != own_time {
+            // Another waiter folds for everyone: check back shortly instead of racing it.
+            follower_wait = Some(storage.pace.jitter_ms() * (0.5 + storage.platform.random()));
+            latest = Some(loaded);
+            continue;
         }
         let results = storage.read_pending_all(&keys).await;
         let mut next = loaded.doc.clone();
@@ -179,18 +177,17 @@ async fn landed_for_sure<S: Store, P: Platform>(storage: &Storage<'_, S, P>, cha
     }
 }
 
-/// The write time of the pending change whose request folds: the oldest one waiting (every
-/// waiter sees the same list, so they agree), or ours. Keys waiting more than three write gaps
-/// look abandoned (their request was cancelled or gave up) and are not waited for; whoever folds
-/// takes them along. So one request per slot reads and writes; the others pay one list and
-/// re-read.
-fn fold_leader(others: &[String], own_time: f64, write_gap_ms: f64, now_ms: f64) -> Option<f64> {
-    others
-        .iter()
-        .filter_map(|key| pending_time(key))
-        .filter(|time| *time + 3.0 * write_gap_ms >= now_ms)
-        .chain(std::iter::once(own_time))
-        .min_by(f64::total_cmp)
+/// The write time of the pending change whose request folds. Every waiter sees the same list and
+/// index, so they agree: normally the oldest change leads. Its request may be gone (cancelled, or
+/// out of budget): then the slot stays open with nobody folding, and for every two write gaps of
+/// that, one more of the oldest is passed over. So one request per slot reads and writes; the
+/// others pay one list and re-read, however far behind the folds are.
+fn fold_leader(others: &[String], own_time: f64, written_at: f64, write_gap_ms: f64, now_ms: f64) -> f64 {
+    let mut times: Vec<f64> = others.iter().filter_map(|key| pending_time(key)).chain(std::iter::once(own_time)).collect();
+    times.sort_by(f64::total_cmp);
+    let idle = now_ms - written_at - write_gap_ms; // how long the slot has been open
+    let passed_over = if idle > 2.0 * write_gap_ms { ((idle - 2.0 * write_gap_ms) / (2.0 * write_gap_ms)) as usize + 1 } else { 0 };
+    times[passed_over.min(times.len() - 1)]
 }
 
 /// The answer for a change that is in `doc`: for a publish, the row's delete key.
@@ -200,4 +197,29 @@ fn landed(doc: RoomDoc, change: &Change) -> Committed {
         Change::Leave(_) => None,
     };
     Committed { doc, delete_key }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_leader;
+
+    const GAP: f64 = 1100.0;
+
+    fn key(ms: u64) -> String {
+        format!("rooms/r/pending/{ms:015}-nonce/ctx")
+    }
+
+    #[test]
+    fn the_oldest_waiter_leads_unless_the_slot_stays_open_without_a_fold() {
+        let others = [key(1_000), key(3_000)];
+        // a fold just happened: the oldest leads, however old its change is
+        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + GAP), 1_000.0);
+        // nobody folded for three gaps after the slot opened: the oldest is passed over
+        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 4.0 * GAP), 2_000.0);
+        // and then the next
+        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 6.0 * GAP), 3_000.0);
+        // never past the newest; alone, one leads itself
+        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 60.0 * GAP), 3_000.0);
+        assert_eq!(fold_leader(&[], 2_000.0, 0.0, GAP, 9_000.0), 2_000.0);
+    }
 }
