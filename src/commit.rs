@@ -3,14 +3,15 @@
 //! On Cloudflare nearly every request runs in an isolate of its own, so nothing can be batched in
 //! memory across requests, and R2 refuses a second write to a key within a second. So:
 //!
-//! 1. **Direct**: if the index's write slot is open (its `written_at` is a write gap old), apply
-//!    the change and compare-and-swap it in. One read, one write: the common case.
+//! 1. **Direct**: if the room is quiet (its index's `written_at` is older than a write gap plus the
+//!    waiters' jitter), apply the change and compare-and-swap it in. One read, one write: the
+//!    common case in a quiet room.
 //! 2. **Durable first**: otherwise (slot closed, race lost, rate limited, error) the change is
 //!    written to a pending key of its own, written once (`layout`). From here the change cannot be
 //!    lost, even if this request is cancelled: the next fold, or the client's next identified poll
 //!    (`service`), lands it.
-//! 3. **Fold**: wait for the slot (plus jitter), read the index; if someone folded our change
-//!    already, done; else list the room's pending changes. The request of the oldest one waiting
+//! 3. **Fold**: wait for the slot (waiters wake in arrival order), read the index; if someone
+//!    folded our change already, done; else list the room's pending changes. The request of the oldest one waiting
 //!    (`fold_leader`) applies them all in order and compares-and-swaps once; the others check back.
 //!    So N writers arriving together cost one index write per second, not N.
 //!
