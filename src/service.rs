@@ -151,12 +151,16 @@ pub async fn leave<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Bo
     }
 }
 
-/// A leave that matched no row may be racing its own publish, still pending: then the leave is
-/// stored pending too and folded after it (pending changes apply in order), so the row never
-/// appears. Otherwise it is the 404 it seemed.
+/// A leave that matched no row may be racing its own publish, still pending (one that will hand
+/// out this delete key): then the leave is stored pending too and folded after it (pending changes
+/// apply in order), so the row never appears. Otherwise it is the 404 it seemed.
 async fn leave_unlanded<S: Store, P: Platform>(storage: &Storage<'_, S, P>, body: &Body, change: &Change, not_found: Rejection) -> Result<(), Failure> {
+    let Change::Leave(leave) = change else { return Err(not_found.into()) };
     let keys = storage.list_pending(&body.room).await?;
-    if !keys.iter().any(|key| pending_context(key).as_deref() == Some(change.context())) {
+    let mine: Vec<String> = keys.into_iter().filter(|key| pending_context(key).as_deref() == Some(leave.k.as_str())).collect();
+    let pending = storage.read_pending_all(&mine).await;
+    let racing = pending.into_iter().any(|read| matches!(read, Ok(Some(Change::Publish(p))) if p.fresh_dk == leave.dk));
+    if !racing {
         return Err(not_found.into());
     }
     let own_keys = storage.put_pending(&body.room, change).await?;
@@ -377,9 +381,13 @@ mod tests {
         block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
         cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
         let dk = pending_delete_key(&store.0, "ctx-2");
+        let storage = storage(&store, &platform);
+        let mut wrong = identified_poll(2, NOW);
+        wrong["dk"] = json!("not-the-key");
+        let refused = block_on(&platform, leave(&storage, &body(wrong, platform.now_ms())));
+        assert_eq!(refused, Err(Failure::Rejected(crate::room::not_found())), "a wrong key is still a 404");
         let mut request = identified_poll(2, NOW);
         request["dk"] = json!(dk);
-        let storage = storage(&store, &platform);
         assert_eq!(block_on(&platform, leave(&storage, &body(request, platform.now_ms()))), Ok(()));
         platform.advance(3.0 * SECOND);
         block_on(&platform, serve(&store, &platform, publish(3, platform.now_ms(), json!([])))).unwrap();
