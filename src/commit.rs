@@ -12,7 +12,7 @@
 //!    (`service`), lands it.
 //! 3. **Fold**: wait for the slot (waiters wake in arrival order), read the index; if someone
 //!    folded our change already, done; else list the room's pending changes. The request of the oldest one waiting
-//!    (`fold_leader`) applies them all in order and compares-and-swaps once; the others check back.
+//!    (`leads_fold`) applies them all in order and compares-and-swaps once; the others check back.
 //!    So N writers arriving together cost one index write per second, not N.
 //!
 //! This repeats until the request's budget (`Pace::budget_ms`) runs out; then the request answers as
@@ -69,14 +69,14 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
 ) -> Result<Committed, Failure> {
     let is_own = |key: &str| own_keys.iter().any(|own| own == key);
     let own_time = own_keys.iter().filter_map(|key| pending_time(key)).fold(f64::INFINITY, f64::min);
-    let pending_at = if own_time.is_finite() { own_time } else { storage.now() };
+    let own_key = own_keys.iter().min().map_or("", String::as_str);
     let mut follower_wait = None;
     let mut written_at = loaded.doc.written_at;
     // The latest read, kept only for the answer at the deadline: a waiting request holds no
     // document while it sleeps (hundreds may wait in one isolate, which has 128 MB).
     let mut latest = Some(loaded);
     loop {
-        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(written_at, pending_at));
+        let wait = follower_wait.take().unwrap_or_else(|| storage.wait_for_slot_ms(written_at, own_key));
         if storage.now() + wait > storage.deadline_ms {
             break;
         }
@@ -101,7 +101,7 @@ pub async fn fold_until_landed<S: Store, P: Platform>(
             break;
         };
         keys.retain(|key| !is_own(key));
-        if fold_leader(&keys, own_time, written_at, storage.pace.write_gap_ms(), now) != own_time {
+        if !leads_fold(&keys, own_key, written_at, storage.pace.write_gap_ms(), now) {
             // Another waiter folds for everyone: check back shortly instead of racing it.
             follower_wait = Some(storage.pace.jitter_ms() * (0.5 + storage.platform.random()));
             latest = Some(loaded);
@@ -178,17 +178,18 @@ async fn landed_for_sure<S: Store, P: Platform>(storage: &Storage<'_, S, P>, cha
     }
 }
 
-/// The write time of the pending change whose request folds. Every waiter sees the same list and
-/// index, so they agree: normally the oldest change leads. Its request may be gone (cancelled, or
-/// out of budget): then the slot stays open with nobody folding, and for every two write gaps of
-/// that, one more of the oldest is passed over. So one request per slot reads and writes; the
-/// others pay one list and re-read, however far behind the folds are.
-fn fold_leader(others: &[String], own_time: f64, written_at: f64, write_gap_ms: f64, now_ms: f64) -> f64 {
-    let mut times: Vec<f64> = others.iter().filter_map(|key| pending_time(key)).chain(std::iter::once(own_time)).collect();
-    times.sort_by(f64::total_cmp);
+/// Whether this request folds: the one whose pending key is the oldest (keys sort by write time,
+/// then a random nonce, so every waiter, seeing the same list and index, picks the same one; ties
+/// in time cannot make two leaders). Its request may be gone (cancelled, or out of budget): then the
+/// slot stays open with nobody folding, and for every two write gaps of that, one more of the
+/// oldest is passed over. So one request per slot reads and writes; the others pay one list and
+/// re-read, however far behind the folds are.
+fn leads_fold(others: &[String], own_key: &str, written_at: f64, write_gap_ms: f64, now_ms: f64) -> bool {
+    let mut keys: Vec<&str> = others.iter().map(String::as_str).chain(std::iter::once(own_key)).collect();
+    keys.sort_unstable();
     let idle = now_ms - written_at - write_gap_ms; // how long the slot has been open
     let passed_over = if idle > 2.0 * write_gap_ms { ((idle - 2.0 * write_gap_ms) / (2.0 * write_gap_ms)) as usize + 1 } else { 0 };
-    times[passed_over.min(times.len() - 1)]
+    keys[passed_over.min(keys.len() - 1)] == own_key
 }
 
 /// The answer for a change that is in `doc`: for a publish, the row's delete key.
@@ -202,25 +203,31 @@ fn landed(doc: RoomDoc, change: &Change) -> Committed {
 
 #[cfg(test)]
 mod tests {
-    use super::fold_leader;
+    use super::leads_fold;
 
     const GAP: f64 = 1100.0;
 
-    fn key(ms: u64) -> String {
-        format!("rooms/r/pending/{ms:015}-nonce/ctx")
+    fn key(ms: u64, nonce: &str) -> String {
+        format!("rooms/r/pending/{ms:015}-{nonce}/ctx")
     }
 
     #[test]
     fn the_oldest_waiter_leads_unless_the_slot_stays_open_without_a_fold() {
-        let others = [key(1_000), key(3_000)];
+        let others = [key(1_000, "a"), key(3_000, "a")];
+        let own = key(2_000, "a");
+        let leads = |now: f64| leads_fold(&others, &own, 9_000.0, GAP, now);
         // a fold just happened: the oldest leads, however old its change is
-        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + GAP), 1_000.0);
-        // nobody folded for three gaps after the slot opened: the oldest is passed over
-        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 4.0 * GAP), 2_000.0);
-        // and then the next
-        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 6.0 * GAP), 3_000.0);
-        // never past the newest; alone, one leads itself
-        assert_eq!(fold_leader(&others, 2_000.0, 9_000.0, GAP, 9_000.0 + 60.0 * GAP), 3_000.0);
-        assert_eq!(fold_leader(&[], 2_000.0, 0.0, GAP, 9_000.0), 2_000.0);
+        assert!(!leads(9_000.0 + GAP));
+        // nobody folded for three gaps after the slot opened: the oldest is passed over, ours is next
+        assert!(leads(9_000.0 + 4.0 * GAP));
+        // and then the next after ours; never past the newest
+        assert!(!leads(9_000.0 + 6.0 * GAP));
+        assert!(!leads(9_000.0 + 60.0 * GAP));
+        assert!(leads_fold(&[], &own, 0.0, GAP, 9_000.0), "alone, one leads itself");
+        // two changes written in the same millisecond: exactly one of them leads
+        let (x, y) = (key(5_000, "nonce-x"), key(5_000, "nonce-y"));
+        let x_leads = leads_fold(std::slice::from_ref(&y), &x, 9_000.0, GAP, 9_000.0 + GAP);
+        let y_leads = leads_fold(std::slice::from_ref(&x), &y, 9_000.0, GAP, 9_000.0 + GAP);
+        assert!(x_leads != y_leads);
     }
 }

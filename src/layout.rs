@@ -54,6 +54,13 @@ pub fn pending_time(key: &str) -> Option<f64> {
     rest.get(..15)?.parse::<u64>().ok().map(|ms| ms as f64)
 }
 
+/// Where a pending key's nonce falls in `[0, 1)`, in the keys' sort order (its eight characters,
+/// `0`–`z` in ASCII order).
+fn nonce_rank(key: &str) -> f64 {
+    let nonce = key.split("/pending/").nth(1).and_then(|rest| rest.get(16..)).unwrap_or("");
+    nonce.bytes().take(8).enumerate().map(|(i, b)| f64::from(b.saturating_sub(b'0').min(74)) / 75f64.powi(i as i32 + 1)).sum()
+}
+
 /// One request's view of storage: the store, the platform, the pace, and the request's deadline.
 pub struct Storage<'a, S: Store, P: Platform> {
     pub store: &'a S,
@@ -94,14 +101,16 @@ impl<'a, S: Store, P: Platform> Storage<'a, S, P> {
         self.now() >= doc.written_at + self.pace.write_gap_ms() + self.pace.jitter_ms()
     }
 
-    /// How long a change pending since `pending_at` waits before looking at the index again: until
-    /// the write gap is over, plus a share of the jitter that grows with how late after the last
-    /// write it arrived (and a little randomness for ties). So waiters wake in arrival order: the
-    /// oldest folds for everyone, and the rest wake to find their change done without listing.
-    pub fn wait_for_slot_ms(&self, written_at: f64, pending_at: f64) -> f64 {
+    /// How long a change pending under `own_key` waits before looking at the index again: until the
+    /// write gap is over, plus a share of the jitter that grows with the key's place in the order
+    /// `commit::leads_fold` uses (its write time after the last write, then its nonce). So waiters
+    /// wake in that order: the first to wake is the one that folds for everyone, and the rest wake
+    /// to find their change done without listing.
+    pub fn wait_for_slot_ms(&self, written_at: f64, own_key: &str) -> f64 {
         let gap = self.pace.write_gap_ms();
+        let pending_at = pending_time(own_key).unwrap_or_else(|| self.now());
         let lateness = ((pending_at - written_at) / gap).clamp(0.0, 1.0);
-        let jitter = self.pace.jitter_ms() * (0.8 * lateness + 0.2 * self.platform.random());
+        let jitter = self.pace.jitter_ms() * (0.8 * lateness + 0.2 * nonce_rank(own_key));
         (written_at + gap - self.now()).max(0.0) + jitter
     }
 

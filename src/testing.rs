@@ -119,7 +119,10 @@ impl Platform for TestPlatform {
     fn random_key(&self, len: usize) -> String {
         let n = self.keys.get() + 1;
         self.keys.set(n);
-        let key: String = format!("key{n:0>width$}", width = len.saturating_sub(3)).chars().take(len).collect();
+        // [A-Za-z0-9] from the deterministic generator, like the platform's (whose order matters:
+        // pending keys sort by their nonce after their time)
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let key: String = (0..len).map(|_| ALPHABET[(self.random() * ALPHABET.len() as f64) as usize % ALPHABET.len()] as char).collect();
         *self.last_key.borrow_mut() = key.clone();
         key
     }
