@@ -6,6 +6,7 @@
 // BENCH_SCALE=0.2 shortens every scenario (a smoke run); BENCH_OUT=- prints without writing;
 // BENCH_ONLY=<text> runs the scenarios whose name contains it.
 import { writeFileSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { gzipSync } from 'node:zlib'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
@@ -151,6 +152,16 @@ function wasmSize () {
     return { raw: wasm.length, gzip: gzipSync(wasm, { level: 9 }).length }
   } catch {
     return null
+  }
+}
+
+function gitCommit () {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim() ? ', with uncommitted changes in src/' : ''
+    return commit + dirty
+  } catch {
+    return 'unknown'
   }
 }
 
@@ -316,7 +327,7 @@ async function main () {
   const doc = [
     '# Benchmarks',
     '',
-    `Run on ${new Date().toISOString().slice(0, 10)} by \`make bench\` on ${os.cpus().length} × ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
+    `Run on ${new Date().toISOString().slice(0, 10)} (commit ${gitCommit()}) by \`make bench\` on ${os.cpus().length} × ${cpuModel}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
       `Node ${process.version}, both workers under \`wrangler dev\` (workerd, local R2) on this machine, one after the other with identical seeded schedules.`,
     '',
     `**Both workers face R2's limits, emulated** (\`tests/emulation/r2-limits.mjs\`, the same wrapper around each worker's bucket, which also counts the operations): a write to a key less than a (scaled) second after its last write fails with a 429-like error, ${FAILURE_SHARE * 100}% of all R2 operations fail transiently (half of the failing writes after landing), and our worker shares nothing between requests (every request behaves as if served by its own isolate). ` +
@@ -345,7 +356,8 @@ async function main () {
     '',
     ...sections.flatMap(s => [s, ''])
   ].filter(line => line !== null).join('\n')
-  console.log(doc.split('## Scenarios')[0])
+  if (process.env.BENCH_OUT === '-') console.log(doc)
+  else console.log(doc.split('## Scenarios')[0])
   if (process.env.BENCH_OUT !== '-') {
     writeFileSync(join(ROOT, 'BENCHMARKS.md'), doc)
     console.log('wrote BENCHMARKS.md')
