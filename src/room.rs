@@ -276,7 +276,8 @@ impl RoomDoc {
             None => p.fresh_dk.clone(),
         };
         // Only a room at its byte cap (rare) needs the way back: keep it cheap for the others.
-        let before = if self.stored_bytes() + p.d.get().len() + 4096 * p.p.len() > MAX_ROOM_BYTES { self.clone() } else { RoomDoc::default() };
+        let incoming = p.d.get().len() + p.p.iter().map(Package::stored_bytes).sum::<usize>() + 256;
+        let before = if self.stored_bytes() + incoming > MAX_ROOM_BYTES { Some(self.clone()) } else { None };
         let row = PeerRow {
             k: p.k.clone(),
             s: p.s.clone(),
@@ -300,7 +301,9 @@ impl RoomDoc {
                 Outcome::Changed { delete_key: Some(delete_key) }
             }
             None => {
-                *self = before;
+                if let Some(before) = before {
+                    *self = before;
+                }
                 Outcome::Refused(too_much_data())
             }
         }
