@@ -243,14 +243,11 @@ impl RoomDoc {
     /// Apply `change` at `now_ms`. A `Changed` outcome leaves the document pruned and within its
     /// bounds; any other leaves it as it was.
     pub fn apply(&mut self, change: &Change, mode: Mode, now_ms: f64) -> Outcome {
-        let outcome = match change {
+        // each prunes when it changes the room (a publish must, before it checks the byte cap)
+        match change {
             Change::Publish(p) => self.publish(p, mode, now_ms),
             Change::Leave(l) => self.leave(l, mode, now_ms),
-        };
-        if let Outcome::Changed { .. } = outcome {
-            self.prune(now_ms);
         }
-        outcome
     }
 
     fn publish(&mut self, p: &Publish, mode: Mode, now_ms: f64) -> Outcome {
@@ -321,6 +318,7 @@ impl RoomDoc {
         if let Some(t) = l.t {
             self.left.push(Departure { k: l.k.clone(), t, at: now_ms });
         }
+        self.prune(now_ms);
         Outcome::Changed { delete_key: None }
     }
 
