@@ -307,14 +307,19 @@ mod tests {
         assert_eq!(store.0.max_writes_within(SECOND), 1);
     }
 
+    /// Peer 1 in the room; peer 2 publishes while the slot is closed: it writes its pending change,
+    /// then is cancelled while waiting for the slot (its client went away, or the runtime dropped it).
+    fn room_with_a_cancelled_publish(platform: &TestPlatform) -> YieldingStore<MemoryStore> {
+        let store = r2_like(platform);
+        block_on(platform, serve(&store, platform, publish(1, NOW, json!([])))).unwrap();
+        cancel_after(platform, serve(&store, platform, publish(2, NOW, json!([]))), 4);
+        store
+    }
+
     #[test]
     fn a_cancelled_request_leaves_the_room_usable_and_its_change_lands() {
         let platform = TestPlatform::at(NOW);
-        let store = r2_like(&platform);
-        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
-        // peer 2 publishes while the slot is closed: it writes its pending change, then is cancelled
-        // while waiting for the slot (its client went away, or the runtime dropped it)
-        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        let store = room_with_a_cancelled_publish(&platform);
         assert_eq!(store.0.keys().iter().filter(|k| k.starts_with(&pending_prefix("room-1"))).count(), 1);
         // nothing is wedged: peer 3's publish lands at once once the slot is open, and folds peer 2's
         platform.advance(2.0 * SECOND);
@@ -330,9 +335,7 @@ mod tests {
     #[test]
     fn a_pending_change_is_folded_by_the_next_writer_that_has_to_wait() {
         let platform = TestPlatform::at(NOW);
-        let store = r2_like(&platform);
-        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
-        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        let store = room_with_a_cancelled_publish(&platform);
         // peer 3 arrives while the slot is still closed: it goes pending too, and its fold takes 2 along
         block_on(&platform, serve(&store, &platform, publish(3, NOW, json!([])))).unwrap();
         assert_eq!(observe(&store, &platform).len(), 3);
@@ -378,9 +381,7 @@ mod tests {
     #[test]
     fn a_leave_racing_its_own_pending_publish_keeps_the_peer_out() {
         let platform = TestPlatform::at(NOW);
-        let store = r2_like(&platform);
-        block_on(&platform, serve(&store, &platform, publish(1, NOW, json!([])))).unwrap();
-        cancel_after(&platform, serve(&store, &platform, publish(2, NOW, json!([]))), 4);
+        let store = room_with_a_cancelled_publish(&platform);
         let dk = pending_delete_key(&store.0, "ctx-2");
         let storage = storage(&store, &platform);
         let mut wrong = identified_poll(2, NOW);
