@@ -5,6 +5,7 @@
 //! `worker::Request` into an `HttpRequest`, calls `handle`, and converts the answer back; so the
 //! whole of the worker's behaviour is testable natively against `MemoryStore`.
 
+use crate::hub::route::{self, Endpoint};
 use crate::layout::{Failure, Storage};
 use crate::platform::{Pace, Platform};
 use crate::protocol::{parse_body, Rejection};
@@ -32,6 +33,8 @@ const INSTALL_GUIDE: &str = include_str!("../INSTALL.md");
 pub struct HttpRequest {
     pub method: String,
     pub path: String,
+    /// The query string, without the `?` (socket paths read ids from it).
+    pub query: String,
     /// Header names in any case; looked up case-insensitively.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -58,12 +61,15 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// Set instead of an answer: the request opens a WebSocket, and the shell hands it to this
+    /// endpoint's Durable Object.
+    pub upgrade: Option<Endpoint>,
 }
 
 impl HttpResponse {
     fn new(status: u16, headers: &[(&str, &str)], body: Option<String>) -> Self {
         let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        HttpResponse { status, headers, body }
+        HttpResponse { status, headers, body, upgrade: None }
     }
 
     /// A plain-text answer without CORS headers (as the reference sends 401, 429, 405 and
@@ -115,6 +121,9 @@ pub async fn handle<S: Store, P: Platform>(request: &HttpRequest, cx: Context<'_
 }
 
 async fn route<S: Store, P: Platform>(request: &HttpRequest, cx: Context<'_, S, P>) -> HttpResponse {
+    if request.path == "/health" && matches!(request.method.as_str(), "GET" | "HEAD") {
+        return HttpResponse::new(200, &[("Content-Type", TEXT)], Some("OK".into()));
+    }
     match cx.policy.gate(request.header("Origin")) {
         Gate::Open => {}
         Gate::Unauthorized => return HttpResponse::bare_text(401, "Unauthorized"),
@@ -127,10 +136,19 @@ async fn route<S: Store, P: Platform>(request: &HttpRequest, cx: Context<'_, S, 
         }
     }
 
+    // Socket paths: refused here when they cannot open a socket, so no object is billed for it.
+    if let Some(endpoint) = route::endpoint(&request.method, &request.path, &request.query, request.header("Upgrade")) {
+        return match endpoint {
+            Ok(endpoint) => HttpResponse { upgrade: Some(endpoint), ..HttpResponse::new(101, &[], None) },
+            Err((status, text)) => HttpResponse::cors_text(status, text),
+        };
+    }
+
     match request.method.as_str() {
         "GET" if request.path == "/INSTALL.md" => {
             return HttpResponse::new(200, &[("Content-Type", "text/markdown;charset=UTF-8")], Some(INSTALL_GUIDE.into()))
         }
+        "GET" if wants_json(request.header("Accept")) => return endpoints_description(cx.store.is_some()),
         "GET" => return status_page(cx.store.is_some()),
         "OPTIONS" => return preflight(request),
         _ => {}
@@ -189,6 +207,37 @@ fn preflight(request: &HttpRequest) -> HttpResponse {
     }
 }
 
+/// An `Accept` header that asks for JSON before HTML (P2PCF-WS clients discover endpoints so).
+fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        let first = accept.split(',').next().unwrap_or("").split(';').next().unwrap_or("").trim();
+        first.eq_ignore_ascii_case("application/json")
+    })
+}
+
+/// `GET /` for programs: the endpoints this worker serves.
+fn endpoints_description(has_bucket: bool) -> HttpResponse {
+    let description = serde_json::json!({
+        "name": "p2pcf-rs",
+        "polling": { "path": "/", "methods": ["POST", "DELETE"], "ready": has_bucket },
+        "websocket": {
+            "room": "/ws/room/:roomId?clientId=ID",
+            "relay": "/relay/:namespace",
+            "pubsub": "/pubsub/:namespace",
+        },
+        "limits": {
+            "frameBytes": crate::hub::MAX_FRAME_BYTES,
+            "socketsPerRoom": crate::hub::MAX_SOCKETS,
+            "framesPerSecond": crate::hub::FRAMES_PER_SECOND,
+            "frameBurst": crate::hub::FRAME_BURST,
+        },
+        "health": "/health",
+    });
+    let mut response = HttpResponse::new(200, &CORS_HEADERS, Some(description.to_string()));
+    response.headers.push(("Content-Type".into(), "application/json".into()));
+    response
+}
+
 fn status_page(has_bucket: bool) -> HttpResponse {
     let status = if has_bucket {
         "&#128077; R2 bucket is configured properly, ready to serve."
@@ -231,9 +280,14 @@ mod tests {
         }
 
         fn send(&self, method: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+            self.send_to(method, "/", "", headers, body)
+        }
+
+        fn send_to(&self, method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
             let request = HttpRequest {
                 method: method.into(),
-                path: "/".into(),
+                path: path.into(),
+                query: query.into(),
                 headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
                 body: body.as_bytes().to_vec(),
                 body_over_cap: false,
@@ -269,6 +323,43 @@ mod tests {
         assert_eq!(response.header("Access-Control-Allow-Origin"), Some("*"));
         assert_eq!(response.header("Vary"), Some("Origin"));
         assert_eq!(response.header("Server-Timing"), Some("r2;desc=\"get=1 put=1 delete=0 list=0\""));
+    }
+
+    #[test]
+    fn socket_paths_are_handed_to_their_object_or_refused_before_it() {
+        let worker = Worker::new();
+        let upgrade = [("Upgrade", "websocket")];
+        let response = worker.send_to("GET", "/ws/room/abcd", "clientId=me", &upgrade, "");
+        assert_eq!(response.upgrade.map(|e| e.object_name()), Some("room:abcd".to_string()));
+        let response = worker.send_to("GET", "/pubsub/app", "", &[], "");
+        assert_eq!((response.status, &response.upgrade), (426, &None));
+        assert_eq!(response.header("Access-Control-Allow-Origin"), Some("*"), "a browser may read why");
+        assert_eq!(worker.send_to("GET", "/ws/room/abcd", "", &upgrade, "").status, 400);
+        assert_eq!(worker.store.ops(), OpCounts::default(), "no storage touched");
+    }
+
+    #[test]
+    fn socket_paths_obey_the_origin_gate() {
+        let mut worker = Worker::new();
+        worker.policy = QuotaPolicy::from_env(Some("https://ok.example"), None);
+        let response = worker.send_to("GET", "/relay", "", &[("Upgrade", "websocket"), ("Origin", "https://evil.example")], "");
+        assert_eq!((response.status, response.upgrade), (401, None));
+        let response = worker.send_to("GET", "/relay", "", &[("Upgrade", "websocket"), ("Origin", "https://ok.example")], "");
+        assert!(response.upgrade.is_some());
+    }
+
+    #[test]
+    fn health_answers_ok_and_the_root_describes_endpoints_to_programs() {
+        let mut worker = Worker::new();
+        worker.policy = QuotaPolicy::from_env(Some("https://ok.example"), None);
+        let health = worker.send_to("GET", "/health", "", &[], "");
+        assert_eq!((health.status, health.body.as_deref()), (200, Some("OK")), "even for a request without an allowed origin");
+        let worker = Worker::new();
+        let described = worker.send_to("GET", "/", "", &[("Accept", "application/json")], "");
+        let body: Value = serde_json::from_str(described.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["websocket"]["room"], "/ws/room/:roomId?clientId=ID");
+        let page = worker.send_to("GET", "/", "", &[("Accept", "text/html,application/json")], "");
+        assert!(page.body.unwrap().starts_with("<!doctype html>"), "browsers still get the status page");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod commit;
 pub mod http;
+pub mod hub;
 pub mod layout;
 pub mod platform;
 pub mod protocol;

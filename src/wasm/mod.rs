@@ -6,6 +6,7 @@
 //! only state kept across requests is the quota ledgers (see `quota`); a room's changes never wait
 //! on another request's memory.
 
+mod object;
 mod r2;
 
 use crate::http::{self, HttpRequest, HttpResponse, MAX_BODY_BYTES};
@@ -17,6 +18,9 @@ use std::cell::RefCell;
 use std::future::Future;
 use worker::wasm_bindgen::JsValue;
 use worker::{event, Bucket, Context, Date, Delay, Env, Headers, Request, Response, Result};
+
+/// The Durable Object binding for WebSocket signalling (wrangler.toml).
+const SIGNAL_BINDING: &str = "SIGNAL";
 
 thread_local! {
     /// Per-origin quota ledgers, kept for the life of the isolate.
@@ -77,7 +81,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     } else {
         (Vec::new(), false)
     };
-    let request = HttpRequest { method, path: req.path(), headers, body, body_over_cap };
+    let query = req.url().ok().and_then(|url| url.query().map(String::from)).unwrap_or_default();
+    let request = HttpRequest { method, path: req.path(), query, headers, body, body_over_cap };
 
     let store = find_bucket(&env).map(R2Store::new);
     let policy = QuotaPolicy::from_env(var(&env, "ALLOWED_ORIGINS").as_deref(), var(&env, "ORIGIN_QUOTA").as_deref());
@@ -88,7 +93,20 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         policy: &policy,
         ledgers: LEDGERS.with(|ledgers| *ledgers),
     };
-    into_response(http::handle(&request, cx).await)
+    let answer = http::handle(&request, cx).await;
+    match &answer.upgrade {
+        Some(endpoint) => open_socket(req, &env, &endpoint.object_name()).await,
+        None => into_response(answer),
+    }
+}
+
+/// Hand a WebSocket request to its object (`SIGNAL`, one object per room or namespace).
+async fn open_socket(req: Request, env: &Env, object_name: &str) -> Result<Response> {
+    let Ok(namespace) = env.durable_object(SIGNAL_BINDING) else {
+        let text = "WebSocket signalling is not configured: bind the SignalHub Durable Object as SIGNAL (see INSTALL.md)";
+        return Ok(Response::error(text, 501)?.with_headers(Headers::from_iter([("Access-Control-Allow-Origin", "*")])));
+    };
+    namespace.get_by_name(object_name)?.fetch_with_request(req).await
 }
 
 /// Read the body until it ends or passes `MAX_BODY_BYTES`; the flag says it passed.

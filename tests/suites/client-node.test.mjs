@@ -24,6 +24,9 @@ function join (room, name) {
   return record
 }
 
+/** Who each peer sees and why any attempt failed, for a failure message. */
+const describe = records => records.map(r => `${r.name} connected ${r.connected.size}, peers ${r.p2pcf.peers.size}, failed [${r.failed.join('; ')}]`).join(' | ')
+
 const sha = bytes => createHash('sha256').update(bytes).digest('hex')
 
 test('two Node peers connect and exchange messages both ways, including 10 MB byte-exact', async () => {
@@ -54,6 +57,7 @@ test('a 5-peer mesh forms, and a peer that leaves is closed everywhere and dropp
   const room = randomId('mesh-')
   const peers = ['anna', 'bert', 'cleo', 'dora', 'emil'].map(name => join(room, `node-${name}`))
   await waitFor(() => peers.every(p => p.connected.size === 4), 60_000, 'a full mesh of 5')
+    .catch(err => { throw new Error(`${err.message}: ${describe(peers)}`) })
   for (const p of peers) {
     const others = peers.filter(o => o !== p).map(o => o.p2pcf.sessionId).sort()
     assert.deepEqual([...p.connected].sort(), others, `${p.name} sees everyone`)
