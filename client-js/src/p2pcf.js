@@ -1,7 +1,10 @@
 // P2PCF: serverless WebRTC signalling through a P2PCF worker, for browsers and Node.
 //
 // Same API, options and wire format as p2pcf 1.3.14 (peers of both connect to each other), written
-// from scratch with no runtime dependencies. The worker is polled: a read-only first poll, then
+// from scratch with no runtime dependencies. Signalling goes through the worker in one of two ways
+// (`transport`). Over a WebSocket to our worker's room (socket.js), every peer announces its peer
+// data to the room and each package is delivered the moment it is ready. Over polling (the
+// default, wire-identical to p2pcf, so rooms can mix in p2pcf peers): a read-only first poll, then
 // identified polls that carry packages only when they change or the data nears expiry
 // (heartbeat); fast polling after any change in the peer list, slow otherwise, optional idle
 // polling. Peers connect with the minimal-SDP hole punch: the later joiner ("B") publishes one
@@ -10,6 +13,7 @@
 import { Emitter } from './emitter.js'
 import { Peer } from './peer.js'
 import { Reassembler, chunk, needsChunking, toBytes } from './chunks.js'
+import { RoomSocket } from './socket.js'
 import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates } from './sdp.js'
 
 const DEFAULT_STUN = [{ urls: 'stun:stun1.l.google.com:19302' }, { urls: 'stun:global.stun.twilio.com:3478' }]
@@ -83,8 +87,13 @@ export class P2PCF extends Emitter {
       idlePollingRateMs: o.idlePollingRateMs || Infinity,
       connectTimeoutMs: o.connectTimeoutMs || 15000,
       maxMessageBytes: o.maxMessageBytes || 64 * 1024 * 1024,
-      peerOptions: o.rtcPeerConnectionOptions || {}
+      peerOptions: o.rtcPeerConnectionOptions || {},
+      transport: o.transport || 'polling'
     })
+    if (!['auto', 'websocket', 'polling'].includes(this.transport)) throw new Error("transport must be 'auto', 'websocket' or 'polling'")
+    this._WebSocket = o.WebSocket || globalThis.WebSocket
+    if (this.transport === 'websocket' && !this._WebSocket) throw new Error("transport 'websocket' needs a WebSocket implementation: pass options.WebSocket (in Node 20, the ws package)")
+    this.signalling = null // 'websocket' or 'polling', once known
     this.rtc = o.rtc || globalThis
     this._fetch = o.fetch || ((...args) => globalThis.fetch(...args))
     this.sessionId = randomString(20)
@@ -107,6 +116,9 @@ export class P2PCF extends Emitter {
     this._stopFastAt = now + this.fastPollingDurationMs
     this._startIdleAt = now + this.idlePollingAfterMs
     this._lastPeerIds = []
+    this._socket = null
+    this._socketRows = new Map() // session -> its peer row, from its announcement
+    this._socketPackages = new Map() // session -> the package it sent us
   }
 
   _later (ms, fn) {
@@ -129,7 +141,58 @@ export class P2PCF extends Emitter {
       this._onUnload = () => this.destroy()
       globalThis.addEventListener('pagehide', this._onUnload)
     }
-    this._loop()
+    if (this.transport === 'polling' || !this._WebSocket) return this._loop()
+    const url = `${this.workerUrl.replace(/^http/, 'ws')}/ws/room/${encodeURIComponent(this.roomId)}?clientId=${encodeURIComponent(this.sessionId)}`
+    this._socket = new RoomSocket({
+      url,
+      WebSocket: this._WebSocket,
+      onFrame: frame => this._onSocketFrame(frame),
+      onUnavailable: this.transport === 'auto' ? () => { this._socket = null; this._loop() } : null
+    })
+  }
+
+  /** A frame from the room socket. Peer data and packages travel as `{d, t}` and `{p}`. */
+  _onSocketFrame ({ type, fromId, peers, clientId, data, signal, error }) {
+    if (type === 'peers') {
+      this.signalling = 'websocket'
+      for (const id of this._socketRows.keys()) if (!peers.includes(id)) this._socketGone(id)
+      this._announce()
+      for (const pkg of this.packages) this._sendPackage(pkg) // again, after a reconnect
+    } else if (type === 'peer_leave') {
+      this._socketGone(clientId)
+    } else if (type === 'broadcast' || type === 'signal') {
+      const { d, t, p } = (type === 'broadcast' ? data : signal) || {}
+      if (Array.isArray(d) && d[0] === fromId) {
+        const known = this._socketRows.has(fromId)
+        this._socketRows.set(fromId, [...d, t])
+        if (!known && type === 'broadcast') this._announce(fromId) // introduce ourselves to the newcomer
+      }
+      if (Array.isArray(p) && p[0] === this.sessionId && p[1] === fromId) this._socketPackages.set(fromId, p)
+      this._handleSocketRoom()
+    } else if (type === 'error' && !error.startsWith('Peer not in the room')) {
+      this.emit('error', new Error(`worker: ${error}`))
+    }
+  }
+
+  _handleSocketRoom () {
+    this._handle([...this._socketRows.values()], [...this._socketPackages.values()])
+  }
+
+  _socketGone (session) {
+    this._socketRows.delete(session)
+    this._socketPackages.delete(session)
+    this._handleSocketRoom()
+  }
+
+  /** Our peer data, to the room or to one peer. */
+  _announce (to) {
+    this._dataTimestamp = Date.now()
+    const data = { d: this._peerData(), t: this._dataTimestamp }
+    this._socket?.send(to ? { type: 'signal', targetId: to, signal: data } : { type: 'broadcast', data })
+  }
+
+  _sendPackage (pkg) {
+    this._socket?.send({ type: 'signal', targetId: pkg[0], signal: { p: pkg } })
   }
 
   _reprobe () {
@@ -138,7 +201,11 @@ export class P2PCF extends Emitter {
       if (this.destroyed) return
       const before = this._network
       if (network.fingerprint !== before.fingerprint || network.isSymmetric !== before.isSymmetric ||
-        network.reflexiveIps.join() !== before.reflexiveIps.join()) this._dataTimestamp = null // republish
+        network.reflexiveIps.join() !== before.reflexiveIps.join()) {
+        this._network = network
+        this._dataTimestamp = null // republish
+        if (this._socket) this._announce()
+      }
       this._network = network
       this._reprobe()
     })
@@ -187,6 +254,7 @@ export class P2PCF extends Emitter {
 
   async _loop () {
     if (this.destroyed) return
+    this.signalling = 'polling'
     let delay = this.slowPollingRateMs
     try {
       delay = await this._step()
@@ -296,7 +364,10 @@ export class P2PCF extends Emitter {
     const finish = () => {
       clearTimeout(timer)
       peer.off('candidate', onCandidate)
-      if (pkg[8].length > 0 && !peer.destroyed && !this.packages.includes(pkg)) this.packages.push(pkg)
+      if (pkg[8].length > 0 && !peer.destroyed && !this.packages.includes(pkg)) {
+        this.packages.push(pkg)
+        this._sendPackage(pkg)
+      }
     }
     const onCandidate = line => {
       clearTimeout(timer)
@@ -423,6 +494,7 @@ export class P2PCF extends Emitter {
     this._abortProbe?.()
     if (this._onUnload) globalThis.removeEventListener('pagehide', this._onUnload)
     for (const peer of [...this.peers.values()]) peer.destroy()
+    this._socket?.close()
     if (this._deleteKey && this._network) {
       const leave = { r: this.roomId, k: this.contextId, d: this._peerData(), t: Date.now(), x: this.stateExpirationIntervalMs, dk: this._deleteKey }
       this._post(leave, { 'X-Worker-Method': 'DELETE' }, true).catch(() => {})

@@ -25,13 +25,18 @@ after(async () => {
 /** What the worker was sent by (and answered to) the peer with `sessionId`. */
 const requestsOf = sessionId => worker.log.filter(r => r.method === 'POST' && r.body?.d?.[0] === sessionId)
 
-/** Open a peer in its own context, pointed at our worker (through the recording proxy). */
-async function openPeer (room, client, lib = '/p2pcf.js') {
+/**
+ * Open a peer in its own context, pointed at our worker through the recording proxy (which sees
+ * HTTP only; with a `transport` other than polling, the page goes to the worker directly).
+ */
+async function openPeer (room, client, lib = '/p2pcf.js', transport = null) {
   const context = await browser.newContext()
   const page = await context.newPage()
   page.on('pageerror', err => console.error(`[${client}] page error:`, err.message))
   const openedAt = Date.now()
-  await page.goto(`${site.url}/?room=${room}&client=${client}&lib=${lib}&worker=${encodeURIComponent(worker.url)}`)
+  const target = transport && transport !== 'polling' ? OURS : worker.url
+  const query = `room=${room}&client=${client}&lib=${lib}&worker=${encodeURIComponent(target)}${transport ? `&transport=${transport}` : ''}`
+  await page.goto(`${site.url}/?${query}`)
   await page.waitForFunction(() => window.started === true, null, { timeout: 20_000 })
   const sessionId = await page.evaluate(() => window.sessionId)
   return { context, page, sessionId, openedAt, client }
@@ -206,4 +211,30 @@ test('client-js in the browser: connect time with the same polling rates as the 
   console.log(`browser: client-js page load to first message ${firstMessage - b.openedAt} ms (second peer; p2pcf default polling)`)
   await a.context.close()
   await b.context.close()
+})
+
+test('client-js over a WebSocket: two browsers connect and message without a single poll', async () => {
+  const timings = {}
+  for (const transport of ['websocket', 'polling']) {
+    const room = randomId(`${transport}-`)
+    const a = await openPeer(room, 'sock-alice', '/ours.js', transport)
+    const b = await openPeer(room, 'sock-bobby', '/ours.js', transport)
+    await waitConnected(a, 1)
+    await waitConnected(b, 1)
+    const at = await b.page.evaluate(() => ({ start: window.startedAt, connect: window.firstConnectAt, signalling: window.p2pcf.signalling }))
+    assert.equal(at.signalling, transport)
+    timings[transport] = at.connect - at.start
+    await a.page.evaluate(id => window.sendTo(id, 5, 50_000), b.sessionId)
+    await b.page.evaluate(id => window.sendTo(id, 6, 11), a.sessionId)
+    for (const [from, to, seed, length] of [[a, b, 5, 50_000], [b, a, 6, 11]]) {
+      const got = await waitFor(async () => (await to.page.evaluate(id => window.receivedDigest(id), from.sessionId))[0], 10_000, 'the message')
+      assert.equal(got, await to.page.evaluate(([s, l]) => window.digestOf(s, l), [seed, length]))
+    }
+    if (transport === 'websocket') {
+      assert.deepEqual([...requestsOf(a.sessionId), ...requestsOf(b.sessionId)], [], 'no poll reached the worker')
+    }
+    await a.context.close()
+    await b.context.close()
+  }
+  console.log(`browser: client-js start to peerconnect (second peer), websocket ${timings.websocket} ms, polling ${timings.polling} ms (same worker, same run)`)
 })

@@ -4,17 +4,22 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import wrtc from '@roamhq/wrtc'
+import WebSocket from 'ws'
 import { P2PCF } from '../../client-js/src/index.js'
 import { randomId, send } from '../lib/p2pcf.mjs'
 import { waitFor } from '../lib/browser.mjs'
 
 const OURS = process.env.OURS_URL
+const REFERENCE = process.env.REFERENCE_URL
 const clients = []
 after(() => { for (const c of clients) c.destroy() })
 
-function join (room, name) {
-  const p2pcf = new P2PCF(name, room, { workerUrl: OURS, rtc: wrtc, stunIceServers: [], turnIceServers: [] })
-  const record = { p2pcf, name, connected: new Set(), closed: new Set(), failed: [], messages: [], startedAt: Date.now() }
+/** Start a peer; `options` adds to or overrides the client's options. Counts its HTTP requests. */
+function join (room, name, options = {}) {
+  const record = { name, connected: new Set(), closed: new Set(), failed: [], messages: [], startedAt: Date.now(), requests: 0 }
+  const fetchCounted = (...args) => { record.requests++; return fetch(...args) }
+  const p2pcf = new P2PCF(name, room, { workerUrl: OURS, rtc: wrtc, stunIceServers: [], turnIceServers: [], fetch: fetchCounted, ...options })
+  record.p2pcf = p2pcf
   p2pcf.on('peerconnect', peer => record.connected.add(peer.id))
   p2pcf.on('peerclose', peer => record.closed.add(peer.id))
   p2pcf.on('peerfailed', (peer, reason) => record.failed.push(reason))
@@ -71,4 +76,43 @@ test('a 5-peer mesh forms, and a peer that leaves is closed everywhere and dropp
     return !listed.includes(leaver.p2pcf.sessionId) && listed.length === 4
   }, 5_000, 'the worker to drop the leaver')
   for (const p of rest) p.p2pcf.destroy()
+})
+
+test('two Node peers connect over transport websocket without polling, and a leave is seen at once', async () => {
+  const room = randomId('node-ws-')
+  const a = join(room, 'node-alice', { transport: 'websocket', WebSocket })
+  const b = join(room, 'node-bobby', { transport: 'websocket', WebSocket })
+  await waitFor(() => a.connected.size === 1 && b.connected.size === 1, 30_000, 'the two peers to connect')
+  console.log(`client-js (Node, websocket): start to connected ${Date.now() - b.startedAt} ms`)
+  await a.p2pcf.send(a.p2pcf.peers.get(b.p2pcf.sessionId), 'over the socket-made connection')
+  await waitFor(() => b.messages.length === 1, 10_000, 'the message')
+  assert.equal(new TextDecoder().decode(b.messages[0].bytes), 'over the socket-made connection')
+  assert.equal(a.p2pcf.signalling, 'websocket')
+  assert.equal(a.requests + b.requests, 0, 'no HTTP request at all')
+  a.p2pcf.destroy()
+  await waitFor(() => b.closed.size === 1, 10_000, 'peerclose')
+  await waitFor(() => b.p2pcf._socketRows.size === 0, 5_000, 'the room to drop the leaver')
+  b.p2pcf.destroy()
+})
+
+test("transport 'auto' against the reference worker falls back to polling and still connects", async () => {
+  const room = randomId('node-auto-')
+  const options = { transport: 'auto', WebSocket, workerUrl: REFERENCE }
+  const a = join(room, 'node-alice', options)
+  const b = join(room, 'node-bobby', options)
+  await waitFor(() => a.connected.size === 1 && b.connected.size === 1, 45_000, 'the two peers to connect')
+  assert.equal(a.p2pcf.signalling, 'polling')
+  assert.ok(a.requests > 0)
+  a.p2pcf.destroy()
+  b.p2pcf.destroy()
+})
+
+test("transport 'auto' against our worker uses the socket", async () => {
+  const room = randomId('node-auto-')
+  const a = join(room, 'node-alice', { transport: 'auto', WebSocket })
+  const b = join(room, 'node-bobby', { transport: 'auto', WebSocket })
+  await waitFor(() => a.connected.size === 1 && b.connected.size === 1, 30_000, 'the two peers to connect')
+  assert.deepEqual([a.p2pcf.signalling, b.p2pcf.signalling, a.requests + b.requests], ['websocket', 'websocket', 0])
+  a.p2pcf.destroy()
+  b.p2pcf.destroy()
 })

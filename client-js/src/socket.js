@@ -1,0 +1,65 @@
+// The room over one WebSocket: our worker's /ws/room/:roomId (P2PCF-WS frames), instead of polling.
+//
+// It keeps the socket up: reconnects with jittered exponential backoff, and sends `ping` every 30 s
+// (answered by the worker's `pong` auto-response without waking the room's Durable Object), so
+// proxies and NATs keep an idle socket open. A socket that never reached the room (the worker has
+// no WebSocket endpoint: the reference worker, an R2-only deployment) reports `onUnavailable` once
+// instead of retrying, when the caller can fall back to polling.
+const PING_INTERVAL_MS = 30000
+const JOIN_TIMEOUT_MS = 5000
+const FIRST_BACKOFF_MS = 500
+const MAX_BACKOFF_MS = 30000
+
+export class RoomSocket {
+  constructor ({ url, WebSocket, onFrame, onUnavailable }) {
+    Object.assign(this, { _url: url, _WebSocket: WebSocket, _onFrame: onFrame, _onUnavailable: onUnavailable })
+    this._attempts = 0
+    this._joinedOnce = false
+    this._closed = false
+    this._connect()
+  }
+
+  _connect () {
+    if (this._closed) return
+    const ws = this._ws = new this._WebSocket(this._url)
+    const notJoined = setTimeout(() => ws.close(), JOIN_TIMEOUT_MS)
+    const ping = setInterval(() => ws.readyState === 1 && ws.send('ping'), PING_INTERVAL_MS)
+    ws.onmessage = ({ data }) => {
+      let frame = null
+      try { frame = JSON.parse(data) } catch { return } // `pong`
+      if (frame?.type === 'peers') {
+        clearTimeout(notJoined)
+        this._joinedOnce = true
+        this._attempts = 0
+      }
+      this._onFrame(frame)
+    }
+    ws.onerror = () => {} // a close event follows
+    ws.onclose = ({ code }) => {
+      clearTimeout(notJoined)
+      clearInterval(ping)
+      if (this._ws !== ws || this._closed) return
+      this._ws = null
+      if (!this._joinedOnce && this._onUnavailable) {
+        this._closed = true
+        return this._onUnavailable()
+      }
+      if (code === 4000) return // replaced by a newer socket with our id
+      const backoff = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** this._attempts++)
+      this._retry = setTimeout(() => this._connect(), backoff * (0.5 + Math.random() / 2))
+    }
+  }
+
+  /** Send a frame; false when the socket is not open (the caller resends after the next join). */
+  send (frame) {
+    if (this._ws?.readyState !== 1) return false
+    this._ws.send(JSON.stringify(frame))
+    return true
+  }
+
+  close () {
+    this._closed = true
+    clearTimeout(this._retry)
+    this._ws?.close(1000)
+  }
+}
