@@ -35,6 +35,15 @@ export interface P2PCFOptions {
   connectTimeoutMs?: number
   /** Ours: the fetch to reach the worker with. Default: the global fetch. */
   fetch?: typeof fetch
+  /**
+   * Ours: how to signal. 'polling' (default) is wire-identical to p2pcf 1.3.14, so rooms can mix
+   * in p2pcf peers. 'websocket' uses our worker's /ws/room/:roomId socket (packages delivered at
+   * once, ~15x fewer billed requests); 'auto' tries the socket and falls back to polling when the
+   * worker has no socket endpoint. Socket peers and polling peers do not see each other.
+   */
+  transport?: 'auto' | 'websocket' | 'polling'
+  /** Ours: the WebSocket class for transport 'websocket' or 'auto' (Node 20: the `ws` package). Default: the global one. */
+  WebSocket?: { new (url: string): WebSocket }
 }
 
 export type SignalData =
@@ -74,6 +83,8 @@ export declare class P2PCF {
   /** Peers by session id, connected or connecting. */
   readonly peers: Map<string, Peer>
   readonly connectedSessions: string[]
+  /** Ours: how this client signals, once known ('auto' resolves to one of them). */
+  readonly signalling: 'websocket' | 'polling' | null
   /** Probe the network and join the room. */
   start(): Promise<void>
   /** Send to one peer; resolves once queued (large messages wait for the channel to drain). */

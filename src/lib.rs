@@ -8,8 +8,9 @@
 //! - `layout`: where a room lives in the bucket, each operation within R2's limits;
 //! - `commit`: landing a change under R2's one-write-per-second-per-key, from a lone request;
 //! - `service`: poll, publish and leave; `quota`: per-origin monthly quotas;
+//! - `hub`: the WebSocket protocols (P2PCF-WS rooms, relay, pub/sub) over socket ids;
 //! - `http`: request to response, status codes and texts as the reference;
-//! - `wasm`: the only runtime code (R2 adapter, fetch entry, platform).
+//! - `wasm`: the only runtime code (R2 adapter, fetch entry, platform, the Durable Object).
 //!
 //! Everything but `wasm` is plain Rust, tested natively against `store::MemoryStore` and a
 //! virtual clock.

@@ -4,7 +4,8 @@
 // also counts their operations. Prints tables and writes BENCHMARKS.md.
 //
 // BENCH_SCALE=0.2 shortens every scenario (a smoke run); BENCH_OUT=- prints without writing;
-// BENCH_ONLY=<text> runs the scenarios whose name contains it.
+// BENCH_ONLY=<text> runs the scenarios whose name contains it (also: storm, newcomer, steady,
+// websocket, cpu). The WebSocket section (websocket.mjs) runs on a plain worker: no R2 involved.
 import { writeFileSync, readFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { gzipSync } from 'node:zlib'
@@ -301,6 +302,13 @@ async function main () {
     ]))
   }
 
+  let websocket = null
+  if (wanted('websocket')) {
+    const { benchWebSocket } = await import('./websocket.mjs')
+    websocket = await benchWebSocket({ steadyMs: 120_000 * SCALE })
+    sections.push(websocket.markdown)
+  }
+
   let cpu = null
   if (wanted('cpu')) {
     try {
@@ -342,6 +350,7 @@ async function main () {
     limits.storm ? `- Join storm (20 at once): all visible after ${limits.storm.ours.visibleAfterMs ?? 'never'} simulated ms (ours), ${limits.storm.theirs.visibleAfterMs ?? `never; at most ${limits.storm.theirs.maxSeen}/20 seen`} (reference).` : null,
     limits.newcomer ? `- Newcomer in a steady 50-peer room, worst answer package: ours ${limits.newcomer.ours.worstMs ?? 'incomplete'} ms (emulated), reference ${limits.newcomer.theirs.worstMs ?? `incomplete (${limits.newcomer.theirs.received}/50)`} ms (emulated), reference ${limits.newcomer.plain.worstMs ?? `incomplete (${limits.newcomer.plain.received}/50)`} ms (no emulation); simulated time.` : null,
     limits.steady ? `- Steady 100-peer room, 10 simulated minutes: ours ${limits.steady.ours.result.tally.errors} non-200 and ${limits.steady.ours.result.flaps} flaps; reference ${limits.steady.theirs.failed ? `run failed (${limits.steady.theirs.failed})` : `${limits.steady.theirs.result.tally.errors} non-200 and ${limits.steady.theirs.result.flaps} flaps`}.` : null,
+    ...(websocket?.headlines ?? []).map(line => `- ${line}`),
     cpu?.headline ? `- ${cpu.headline}` : null,
     size ? `- Worker wasm: ${size.raw.toLocaleString('en-US')} bytes raw, ${size.gzip.toLocaleString('en-US')} bytes gzip.` : '- Worker wasm: not built.',
     '',
