@@ -43,13 +43,17 @@ build: tools
 	cp demo/demo.html demo/demo.css demo/demo.js build/assets/
 	$(MAKE) --no-print-directory client
 	cp build/client/p2pcf.min.js build/assets/p2pcf.js  # the demo runs on our client
+	mkdir -p build/assets/demo && cp demo/conference.html build/assets/demo/conference.html
+	cp build/client/conference.min.js build/assets/conference.js
 	@wasm=build/index_bg.wasm; echo "wasm: $$(wc -c < $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
 
 ## client: client-js bundles (ESM minified for browsers, CJS for require()) and their sizes
 client: node_modules/.installed
 	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=esm --minify --log-level=warning --outfile=build/client/p2pcf.min.js
 	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=cjs --platform=neutral --log-level=warning --outfile=client-js/dist/p2pcf.cjs
+	$(NODE_BIN)/esbuild client-js/src/conference/index.js --bundle --format=esm --minify --log-level=warning --outfile=build/client/conference.min.js
 	@js=build/client/p2pcf.min.js; echo "client-js: $$(wc -c < $$js) bytes min, $$(gzip -9c $$js | wc -c) bytes min+gzip"
+	@js=build/client/conference.min.js; echo "client-js/conference: $$(wc -c < $$js) bytes min, $$(gzip -9c $$js | wc -c) bytes min+gzip"
 
 tools: $(WASM_BINDGEN) $(WORKER_BUILD) node_modules/.installed
 	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown

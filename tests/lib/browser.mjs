@@ -38,7 +38,9 @@ export function serveClients () {
   return serveFiles({
     '/': ['text/html', join(ROOT, 'tests/browser/peer.html')],
     '/p2pcf.js': ['text/javascript', join(ROOT, 'node_modules/p2pcf/dist/p2pcf.js')],
-    '/ours.js': ['text/javascript', join(ROOT, 'build/client/p2pcf.min.js')]
+    '/ours.js': ['text/javascript', join(ROOT, 'build/client/p2pcf.min.js')],
+    '/conference.html': ['text/html', join(ROOT, 'tests/browser/conference.html')],
+    '/conference.js': ['text/javascript', join(ROOT, 'build/client/conference.min.js')]
   })
 }
 
