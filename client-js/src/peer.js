@@ -143,6 +143,11 @@ export class Peer extends Emitter {
     for (const track of stream.getTracks()) this.removeTrack(track)
   }
 
+  /** The connection's RTCStatsReport (the selected candidate pair, bytes, round-trip time). */
+  getStats () {
+    return this._pc.getStats()
+  }
+
   /** Bytes queued on the DataChannel, and a promise for when it drains below `threshold`. */
   get bufferedAmount () { return this._channel?.bufferedAmount ?? 0 }
 
