@@ -297,7 +297,8 @@ export class P2PCF extends Emitter {
       this._startIdleAt = now + this.idlePollingAfterMs
     }
     this._lastPeerIds = ids
-    if (now < this._stopFastAt) return this.fastPollingRateMs
+    const handshaking = [...this.peers.values()].some(peer => !peer.connected)
+    if (now < this._stopFastAt || handshaking) return this.fastPollingRateMs
     if (now > this._startIdleAt) return this.idlePollingRateMs
     return this.slowPollingRateMs
   }
@@ -313,6 +314,9 @@ export class P2PCF extends Emitter {
       const iceServers = me.symmetric || symmetric ? this.turnIceServers : this.stunIceServers
       const theirPackage = packages.find(pkg => pkg[1] === session)
       if (iAmA) {
+        // B gave up on our pending answer and offers again (a new ICE ufrag): answer the new offer.
+        const pending = this.peers.get(session)
+        if (pending && !pending.connected && theirPackage && pending._offerUfrag !== theirPackage[2]) this._drop(pending, 'superseded by a new offer')
         if (this.peers.has(session) || !theirPackage) continue
         this._processed.set(session, timestamp)
         this._answered.add(session)
@@ -323,7 +327,8 @@ export class P2PCF extends Emitter {
           this._connectAsB(session, clientId, iceServers, startedAt === UNPINNED_JOINED_AT ? null : fingerprint, reflexiveIps)
         }
         const peer = this.peers.get(session)
-        if (theirPackage && !this._answered.has(session) && peer?._answerWith) {
+        const forThisAttempt = theirPackage && (theirPackage[5] ?? peer?._theirUfrag) === peer?._theirUfrag
+        if (forThisAttempt && !this._answered.has(session) && peer?._answerWith) {
           this._answered.add(session)
           this._finishAsB(peer, theirPackage)
         }
@@ -364,7 +369,9 @@ export class P2PCF extends Emitter {
     const finish = () => {
       clearTimeout(timer)
       peer.off('candidate', onCandidate)
-      if (pkg[8].length > 0 && !peer.destroyed && !this.packages.includes(pkg)) {
+      // Even with no candidates: the other side can still find us from its own, and a B that
+      // cannot pin our certificate needs the fingerprint in an A package.
+      if (!peer.destroyed && !this.packages.includes(pkg)) {
         this.packages.push(pkg)
         this._sendPackage(pkg)
       }
@@ -382,7 +389,9 @@ export class P2PCF extends Emitter {
   async _connectAsA (session, clientId, iceServers, [, , ufrag, pwd, fingerprint, myUfrag, myPwd, , candidates]) {
     const peer = this._newPeer(session, clientId, false, iceServers)
     // Our candidates go back to B too, in case its hole punch toward us fails.
-    const pkg = [session, this.sessionId, null, null, null, null, null, Date.now(), []]
+    // Echo the ufrag B chose for us, so B can tell this answer from one to an earlier offer.
+    const pkg = [session, this.sessionId, null, null, null, myUfrag, null, Date.now(), []]
+    peer._offerUfrag = ufrag
     this._gather(peer, pkg)
     try {
       const answer = await peer.acceptOffer(createSdp(true, ufrag, pwd, fingerprint), myUfrag, myPwd)
@@ -396,6 +405,7 @@ export class P2PCF extends Emitter {
   async _connectAsB (session, clientId, iceServers, theirFingerprint, theirIps) {
     const peer = this._newPeer(session, clientId, true, iceServers)
     const theirUfrag = randomString(12)
+    peer._theirUfrag = theirUfrag
     const theirPwd = randomString(32)
     const pkg = [session, this.sessionId, null, null, null, theirUfrag, theirPwd, Date.now(), []]
     this._gather(peer, pkg)

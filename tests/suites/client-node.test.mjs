@@ -116,3 +116,29 @@ test("transport 'auto' against our worker uses the socket", async () => {
   a.p2pcf.destroy()
   b.p2pcf.destroy()
 })
+
+test('a pair whose first handshake fails recovers: a stale answer is not applied to a new offer', async () => {
+  // The offering side (B: the smaller session id, between two Node peers) misses the answering
+  // side's package for its first 20 s, so its first attempt times out (15 s); the stale answer
+  // it then sees must not be applied to its second offer (which once left the pair stuck).
+  const room = randomId('node-retry-')
+  const hideUntil = Date.now() + 20_000
+  let other = null
+  const hiding = async (url, init) => {
+    const res = await fetch(url, init)
+    if (Date.now() > hideUntil || !other) return res
+    const answer = await res.json()
+    answer.pk = answer.pk.filter(pkg => pkg[1] !== other)
+    return new Response(JSON.stringify(answer), { status: res.status, headers: res.headers })
+  }
+  const first = join(room, 'node-first', { fetch: hiding })
+  const second = join(room, 'node-second', { fetch: hiding })
+  const [b, a] = [first, second].sort((x, y) => (x.p2pcf.sessionId < y.p2pcf.sessionId ? -1 : 1))
+  other = a.p2pcf.sessionId
+  a.p2pcf._fetch = (...args) => fetch(...args) // only B misses packages
+  await waitFor(() => a.connected.size === 1 && b.connected.size === 1, 60_000, 'the pair to connect after a failed first attempt')
+    .catch(err => { throw new Error(`${err.message}: ${describe([a, b])}`) })
+  assert.ok(b.failed.length >= 1, 'the first attempt did fail')
+  a.p2pcf.destroy()
+  b.p2pcf.destroy()
+})
