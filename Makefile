@@ -14,7 +14,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 
-.PHONY: dev test unit e2e build client tools bench deploy clean
+.PHONY: dev test unit e2e build client tools bench deploy clean nat-test
 
 ## dev: build, then serve the worker with a local R2 bucket on http://127.0.0.1:$(PORT)
 dev: build
@@ -68,6 +68,13 @@ $(WORKER_BUILD):
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## nat-test: the NAT lab (root; network namespaces, nftables, coturn): p2pcf-peer pairs across NAT kinds
+nat-test: build
+	@command -v nft >/dev/null && command -v turnserver >/dev/null || { \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables coturn; }
+	node tests/nat/lab.mjs
 
 ## bench: cost and speed, ours against the reference, in one run (writes BENCHMARKS.md)
 bench: build

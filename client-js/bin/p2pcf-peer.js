@@ -21,7 +21,9 @@ const USAGE = `usage: p2pcf-peer --worker URL --room ROOM [options]
   --json                   print events as JSON lines
   --exit-after-connect N   exit 0 once connected to N peers (with --send or --receive:
                            once N files are sent or received)
-  --timeout SECONDS        with --exit-after-connect: give up after this long (default 60)`
+  --timeout SECONDS        with --exit-after-connect: give up after this long (default 60)
+  --connect-timeout SECONDS  give up on one connection attempt after this long (default 30;
+                           a hole punch through NATs with STUN and TURN can take 10-20 s)`
 
 const FILE_CHUNK_BYTES = 256 * 1024
 /** Binary messages starting with these 4 bytes carry file data: then a 4-byte transfer id. */
@@ -47,6 +49,7 @@ try {
       json: { type: 'boolean', default: false },
       'exit-after-connect': { type: 'string' },
       timeout: { type: 'string', default: '60' },
+      'connect-timeout': { type: 'string', default: '30' },
       help: { type: 'boolean', default: false }
     }
   }).values
@@ -62,6 +65,8 @@ const exitAfter = args['exit-after-connect'] === undefined ? null : Number(args[
 if (exitAfter !== null && !(Number.isInteger(exitAfter) && exitAfter > 0)) fail('--exit-after-connect takes a positive whole number')
 const timeoutS = Number(args.timeout)
 if (!(timeoutS > 0)) fail('--timeout takes a positive number of seconds')
+const connectTimeoutS = Number(args['connect-timeout'])
+if (!(connectTimeoutS > 0)) fail('--connect-timeout takes a positive number of seconds')
 const turnIceServers = args.turn.map(spec => {
   const [urls, username, credential] = spec.split(',')
   if (!urls || !username || !credential) fail(`--turn takes URL,USER,PASS (got ${spec})`)
@@ -94,7 +99,8 @@ try {
     stunIceServers: args.stun.map(urls => ({ urls })),
     turnIceServers,
     transport: args.transport,
-    WebSocket
+    WebSocket,
+    connectTimeoutMs: connectTimeoutS * 1000
   })
 } catch (err) {
   fail(err.message)
@@ -131,8 +137,11 @@ function done (what) {
   finished[what]++
   const counted = args.send ? finished.sent : args.receive ? finished.received : p2pcf.connectedSessions.length
   if (exitAfter !== null && counted >= exitAfter) {
-    p2pcf.destroy()
-    setTimeout(() => process.exit(0), 200)
+    // Linger a moment: the other side's channel may open a few milliseconds after ours.
+    setTimeout(() => {
+      p2pcf.destroy()
+      setTimeout(() => process.exit(0), 200)
+    }, 1500)
   }
 }
 p2pcf.on('peerclose', peer => print({ event: 'close', peer: peer.id, client: peer.client_id }, `${peer.client_id} left`))

@@ -19,12 +19,14 @@ const NET = '198.51.100' // TEST-NET-2: the lab's public segment
 const WORKER_IP = `${NET}.1`
 const STUN_IPS = [`${NET}.2`, `${NET}.3`] // coturn answers on both: p2pcf compares the two
 const WORKER_URL = `http://${WORKER_IP}:8787`
-const TURN = `turn:${STUN_IPS[0]}:3478,lab,labpass`
+/** Two coturn instances, one per address: each serves STUN and TURN (relaying from its own address). */
+const TURNS = STUN_IPS.map(address => `turn:${address}:3478,lab,labpass`)
 const PAIR_TIMEOUT_S = 45
 const LAB_DEADLINE_MS = 10 * 60_000
 const PREFIX = 'p2l-'
 
 const namespaces = []
+const logs = {} // service name -> its output so far
 const children = []
 let scratch = null
 
@@ -115,7 +117,13 @@ function buildTopology () {
       ip('-n', host, 'link', 'set', 'eth0', 'up')
       ip('-n', host, 'route', 'add', 'default', 'via', `10.0.${lan}.1`)
       inNs(router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-      const rules = `table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat;\n    oifname "wan" ${nat}\n  }\n}\n`
+      // A home router: it translates outgoing traffic, and drops what arrives unasked for before
+      // conntrack records it (a recorded stray inbound packet would take the port a later
+      // outgoing packet needs, and the mapping would no longer be endpoint-independent).
+      const rules = [
+        'table ip nat {', '  chain postrouting {', '    type nat hook postrouting priority srcnat;', `    oifname "wan" ${nat}`, '  }', '}',
+        'table ip filter {', '  chain input {', '    type filter hook input priority filter;', '    iifname "wan" ct state new drop', '  }', '}'
+      ].join('\n') + '\n'
       run('ip', ['netns', 'exec', router, 'nft', '-f', '-'], { input: rules })
       places[`${kind}-${instance}`] = { ns: host, kind, address: `10.0.${lan}.2 behind ${wan}` }
       lan++
@@ -136,6 +144,7 @@ function startService (ns, name, cmd, args, ready, env = {}) {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   children.push(child)
   let log = ''
+  logs[name] = () => log
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start in 90 s:\n${log.slice(-2000)}`)), 90_000)
     const onData = data => {
@@ -153,26 +162,27 @@ function startService (ns, name, cmd, args, ready, env = {}) {
 
 async function startServices () {
   const pub = `${PREFIX}pub`
-  const conf = join(scratch, 'turnserver.conf')
-  writeFileSync(conf, [
-    ...STUN_IPS.map(address => `listening-ip=${address}`),
-    `relay-ip=${STUN_IPS[0]}`,
-    'listening-port=3478', 'min-port=49152', 'max-port=49999',
-    'fingerprint', 'lt-cred-mech', 'user=lab:labpass', 'realm=p2pcf.lab',
-    'no-tls', 'no-dtls', 'no-cli', 'no-rfc5780', 'log-file=stdout', 'simple-log', `pidfile=${join(scratch, 'turnserver.pid')}`
-  ].join('\n') + '\n')
-  const turn = startService(pub, 'coturn', 'turnserver', ['-c', conf], /Total (General|UDP) servers|listener opened on/i)
+  const turns = STUN_IPS.map((address, i) => {
+    const conf = join(scratch, `turnserver-${i}.conf`)
+    writeFileSync(conf, [
+      `listening-ip=${address}`, `relay-ip=${address}`,
+      'listening-port=3478', `min-port=${49152 + i * 1000}`, `max-port=${49999 + i * 1000}`,
+      'fingerprint', 'lt-cred-mech', 'user=lab:labpass', 'realm=p2pcf.lab',
+      'no-tls', 'no-dtls', 'no-cli', 'no-rfc5780', 'log-file=stdout', 'simple-log', `pidfile=${join(scratch, `turnserver-${i}.pid`)}`
+    ].join('\n') + '\n')
+    return startService(pub, `coturn-${i}`, 'turnserver', ['-c', conf, ...(process.env.NAT_DEBUG ? ['--verbose'] : [])], /Total (General|UDP) servers|listener opened on/i)
+  })
   const worker = startService(pub, 'the worker', join(ROOT, 'node_modules/.bin/wrangler'), ['dev', '--ip', WORKER_IP, '--port', '8787',
     '--persist-to', join(scratch, 'state'), '--show-interactive-dev-session=false', '--log-level', 'info'], /Ready on/,
   { CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' })
-  await Promise.all([turn, worker])
+  await Promise.all([...turns, worker])
   await new Promise(resolve => setTimeout(resolve, 1000))
 }
 
-/** One command-line peer in `place`; resolves to its exit code and JSON events. */
+/** One command-line peer in `place` (with `turn`, a --turn spec, or none); resolves to its exit code and JSON events. */
 function cliPeer (place, room, name, turn) {
-  const args = [CLI, '--worker', WORKER_URL, '--room', room, '--name', name, '--json', '--exit-after-connect', '1', '--timeout', String(PAIR_TIMEOUT_S),
-    ...STUN_IPS.flatMap(address => ['--stun', `stun:${address}:3478`]), ...(turn ? ['--turn', TURN] : []),
+  const args = [CLI, '--worker', WORKER_URL, '--room', room, '--name', name, '--json', '--exit-after-connect', '1', '--timeout', String(PAIR_TIMEOUT_S), '--connect-timeout', '30',
+    ...STUN_IPS.flatMap(address => ['--stun', `stun:${address}:3478`]), ...(turn ? ['--turn', turn] : []),
     ...(process.env.NAT_TRANSPORT ? ['--transport', process.env.NAT_TRANSPORT] : [])]
   return peerProcess(place, process.execPath, args)
 }
@@ -214,7 +224,7 @@ const CASES = [
 
 async function runPair (places, [left, right, turn, expected, why], index) {
   const room = `nat-lab-${Date.now().toString(36)}-${index}`
-  const results = await Promise.all([cliPeer(places[left], room, `${left}-peer`, turn), cliPeer(places[right], room, `${right}-peer`, turn)])
+  const results = await Promise.all([cliPeer(places[left], room, `${left}-peer`, turn && TURNS[0]), cliPeer(places[right], room, `${right}-peer`, turn && TURNS[1])])
   const result = { ...outcome(results), raw: results }
   const ok = expected === 'none' ? !result.connected : result.connected && result.path === expected
   return { left, right, turn, expected, why, ...result, ok }
@@ -223,8 +233,8 @@ async function runPair (places, [left, right, turn, expected, why], index) {
 /** The mixed case: Chromium behind a cone NAT, a command-line peer behind a symmetric one, with TURN. */
 async function runBrowserPair (places) {
   const room = `nat-lab-browser-${Date.now().toString(36)}`
-  const browser = peerProcess(places['cone-b'], process.execPath, [join(ROOT, 'tests/nat/browser-peer.mjs'), WORKER_URL, room, STUN_IPS.join(','), TURN, String(PAIR_TIMEOUT_S)])
-  const cli = cliPeer(places['symmetric-b'], room, 'cli-behind-symmetric', true)
+  const browser = peerProcess(places['cone-b'], process.execPath, [join(ROOT, 'tests/nat/browser-peer.mjs'), WORKER_URL, room, STUN_IPS.join(','), TURNS[0], String(PAIR_TIMEOUT_S)])
+  const cli = cliPeer(places['symmetric-b'], room, 'cli-behind-symmetric', TURNS[1])
   const results = await Promise.all([browser, cli])
   const result = outcome(results)
   return { left: 'chromium@cone-b', right: 'symmetric-b', turn: true, expected: 'relay', why: 'Chromium and Node agree on the same protocol across NATs', ...result, ok: result.connected && result.path === 'relay' }
@@ -248,11 +258,15 @@ async function main () {
   await startServices()
   console.log(`nat: public segment ${NET}.0/24 (worker ${WORKER_IP}, coturn ${STUN_IPS.join(' and ')}); LANs 10.0.1-4.0/24 behind cone (masquerade) and symmetric (masquerade fully-random) routers`)
   const results = []
+  if (process.env.NAT_HOLD) { // keep the lab up for poking at it; cleaned up on SIGINT/SIGTERM
+    console.log('nat: holding the lab up; stop with SIGTERM')
+    return await new Promise(() => {})
+  }
   const only = process.env.NAT_ONLY?.split(',').map(Number) // run these cases only (0-based), for debugging
   for (const [i, testCase] of CASES.entries()) {
     if (only && !only.includes(i)) continue
     const result = await runPair(places, testCase, i)
-    if (process.env.NAT_DEBUG) console.log(JSON.stringify(result.raw, null, 1))
+    if (process.env.NAT_DEBUG) console.log(['coturn-0', 'coturn-1'].map(n => n + ':\n' + logs[n]().split('\n').filter(l => /error|403|forbidden|permission|peer|relay/i.test(l)).slice(-30).join('\n')).join('\n'))
     console.log(line(result))
     results.push(result)
   }
