@@ -142,12 +142,14 @@ export class P2PCF extends Emitter {
       globalThis.addEventListener('pagehide', this._onUnload)
     }
     if (this.transport === 'polling' || !this._WebSocket) return this._loop()
-    const url = `${this.workerUrl.replace(/^http/, 'ws')}/ws/room/${encodeURIComponent(this.roomId)}?clientId=${encodeURIComponent(this.sessionId)}`
+    // The key keeps our session id ours: only a socket with it may replace ours in the room.
+    const query = `clientId=${encodeURIComponent(this.sessionId)}&key=${encodeURIComponent(randomString(20))}`
     this._socket = new RoomSocket({
-      url,
+      url: `${this.workerUrl.replace(/^http/, 'ws')}/ws/room/${encodeURIComponent(this.roomId)}?${query}`,
       WebSocket: this._WebSocket,
       onFrame: frame => this._onSocketFrame(frame),
-      onUnavailable: this.transport === 'auto' ? () => { this._socket = null; this._loop() } : null
+      onUnavailable: this.transport === 'auto' ? () => { this._socket = null; this._loop() } : null,
+      onReplaced: () => this.emit('error', new Error('another connection took this session\'s place in the room'))
     })
   }
 
@@ -166,6 +168,8 @@ export class P2PCF extends Emitter {
         const known = this._socketRows.has(fromId)
         this._socketRows.set(fromId, [...d, t])
         if (!known && type === 'broadcast') this._announce(fromId) // introduce ourselves to the newcomer
+        // A peer announcing itself again may have missed what we sent while it reconnected.
+        if (known && type === 'broadcast') for (const pkg of this.packages) if (pkg[0] === fromId) this._sendPackage(pkg)
       }
       if (Array.isArray(p) && p[0] === this.sessionId && p[1] === fromId) this._socketPackages.set(fromId, p)
       this._handleSocketRoom()
@@ -446,6 +450,13 @@ export class P2PCF extends Emitter {
     this._forget(peer)
     peer.destroy()
     if (!connected) this.emit('peerfailed', peer, reason)
+    if (this._socket && !connected) {
+      // Over the socket, rows change only when a peer announces itself: try this pair again
+      // from scratch (a new offer, or waiting for one), a second from now.
+      this._processed.delete(peer.id)
+      this._socketPackages.delete(peer.id)
+      this._later(1000, () => this._handleSocketRoom())
+    }
   }
 
   _forget (peer) {

@@ -3,16 +3,19 @@
 // It keeps the socket up: reconnects with jittered exponential backoff, and sends `ping` every 30 s
 // (answered by the worker's `pong` auto-response without waking the room's Durable Object), so
 // proxies and NATs keep an idle socket open. A socket that never reached the room (the worker has
-// no WebSocket endpoint: the reference worker, an R2-only deployment) reports `onUnavailable` once
-// instead of retrying, when the caller can fall back to polling.
+// no WebSocket endpoint: the reference worker, an R2-only deployment) after three tries reports
+// `onUnavailable` once instead of retrying, when the caller can fall back to polling. A socket
+// replaced by another with our id (close code 4000) reports `onReplaced` and stops.
 const PING_INTERVAL_MS = 30000
 const JOIN_TIMEOUT_MS = 5000
 const FIRST_BACKOFF_MS = 500
 const MAX_BACKOFF_MS = 30000
+/** Tries before a socket that never reached the room counts as unavailable. */
+const TRIES_BEFORE_UNAVAILABLE = 3
 
 export class RoomSocket {
-  constructor ({ url, WebSocket, onFrame, onUnavailable }) {
-    Object.assign(this, { _url: url, _WebSocket: WebSocket, _onFrame: onFrame, _onUnavailable: onUnavailable })
+  constructor ({ url, WebSocket, onFrame, onUnavailable, onReplaced }) {
+    Object.assign(this, { _url: url, _WebSocket: WebSocket, _onFrame: onFrame, _onUnavailable: onUnavailable, _onReplaced: onReplaced })
     this._attempts = 0
     this._joinedOnce = false
     this._closed = false
@@ -40,11 +43,14 @@ export class RoomSocket {
       clearInterval(ping)
       if (this._ws !== ws || this._closed) return
       this._ws = null
-      if (!this._joinedOnce && this._onUnavailable) {
+      if (!this._joinedOnce && this._onUnavailable && this._attempts + 1 >= TRIES_BEFORE_UNAVAILABLE) {
         this._closed = true
         return this._onUnavailable()
       }
-      if (code === 4000) return // replaced by a newer socket with our id
+      if (code === 4000) {
+        this._closed = true
+        return this._onReplaced?.()
+      }
       const backoff = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** this._attempts++)
       this._retry = setTimeout(() => this._connect(), backoff * (0.5 + Math.random() / 2))
     }

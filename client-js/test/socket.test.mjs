@@ -60,10 +60,13 @@ test('a socket that was in the room reconnects with growing, capped backoff', t 
 test('a socket that never reaches the room reports unavailable once (auto falls back), or keeps retrying', t => {
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] })
   const auto = roomSocket({ fallback: true })
-  FakeSocket.made[0].drop()
+  for (let i = 0; i < 3; i++) {
+    FakeSocket.made.at(-1).drop()
+    t.mock.timers.tick(5000)
+  }
   t.mock.timers.tick(60_000)
-  assert.equal(auto.unavailable(), 1)
-  assert.equal(FakeSocket.made.length, 1)
+  assert.equal(auto.unavailable(), 1, 'after three tries')
+  assert.equal(FakeSocket.made.length, 3)
 
   const forced = roomSocket({ fallback: false })
   FakeSocket.made[0].open() // upgraded, but no peers frame: not our worker's room
@@ -72,6 +75,18 @@ test('a socket that never reaches the room reports unavailable once (auto falls 
   t.mock.timers.tick(1000)
   assert.equal(FakeSocket.made.length, 2, "transport 'websocket' tries again")
   forced.socket.close()
+})
+
+test('a socket replaced by another with our id (4000) reports it and stops', t => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] })
+  FakeSocket.made = []
+  let replaced = 0
+  const socket = new RoomSocket({ url: 'ws://x', WebSocket: FakeSocket, onFrame: () => {}, onReplaced: () => replaced++ })
+  FakeSocket.made[0].join()
+  FakeSocket.made[0].drop(4000)
+  t.mock.timers.tick(60_000)
+  assert.deepEqual([replaced, FakeSocket.made.length], [1, 1])
+  socket.close()
 })
 
 test('pings every 30 s while open; sends only while open', t => {

@@ -35,6 +35,9 @@ pub const MAX_TOPIC_BYTES: usize = 256;
 pub const MAX_ID_BYTES: usize = 128;
 /// Close code for a socket replaced by a newer one with the same id (P2PCF-WS's convention).
 pub const CLOSE_REPLACED: u16 = 4000;
+/// Bytes of fan-out (a frame's size times its recipients) that cost one more token: a broadcast of
+/// 64 KiB to 255 peers costs ~255 tokens, so nobody can make the object copy megabytes per second.
+pub const FANOUT_BYTES_PER_TOKEN: usize = 64 * 1024;
 
 /// The three protocols, one per kind of object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +69,10 @@ pub struct Member {
     /// Pub/sub topics it is subscribed to.
     #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+    /// The secret that came with the id (`key` in the URL or the `register` frame): only a socket
+    /// with the same key may take the id over. Attachments never leave the object.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Something the shell must do, in the order given.
@@ -155,18 +162,33 @@ impl Hub {
         self.members.get(socket)
     }
 
-    /// Whether one more socket may connect; the error is the text to refuse it with.
-    pub fn admit(&self) -> Result<(), String> {
+    /// Whether one more socket may connect with this P2PCF-WS client id and key; the error is the
+    /// status and text to refuse it with. An id held with a key is taken over only with that key.
+    pub fn admit(&self, client_id: Option<&str>, key: Option<&str>) -> Result<(), (u16, String)> {
+        if let Some(held) = client_id.and_then(|id| self.holder_of(id)) {
+            if !may_take_over(held, key) {
+                return Err((409, "This clientId is in use in this room (a reconnect must present the same key)".into()));
+            }
+            return Ok(()); // a replacement: the room does not grow
+        }
         if self.members.len() >= MAX_SOCKETS {
-            return Err(format!("This room is full: at most {MAX_SOCKETS} sockets"));
+            return Err((429, format!("This room is full: at most {MAX_SOCKETS} sockets")));
         }
         Ok(())
     }
 
     /// A socket was accepted. `peer` is the P2PCF-WS client id from the URL (none for the other
     /// protocols, whose peers register by message).
-    pub fn connect(&mut self, socket: &str, peer: Option<&str>, now_ms: f64) -> Vec<Effect> {
-        let member = Member { protocol: self.protocol, socket: socket.into(), peer: peer.map(Into::into), joined_at: now_ms, topics: Vec::new() };
+    /// Call `admit` first: `connect` replaces a holder of the id whatever its key.
+    pub fn connect(&mut self, socket: &str, peer: Option<&str>, key: Option<&str>, now_ms: f64) -> Vec<Effect> {
+        let member = Member {
+            protocol: self.protocol,
+            socket: socket.into(),
+            peer: peer.map(Into::into),
+            joined_at: now_ms,
+            topics: Vec::new(),
+            key: key.map(Into::into),
+        };
         let mut effects = vec![Effect::Save { member: member.clone() }];
         let Some(client_id) = peer.filter(|_| self.protocol == Protocol::Room) else {
             self.members.insert(socket.into(), member);
@@ -230,10 +252,12 @@ impl Hub {
         };
         let result = match self.protocol {
             Protocol::Room => self.room_frame(socket, kind, &message),
-            Protocol::Relay => self.relay_frame(socket, kind, &message),
+            Protocol::Relay => self.relay_frame(socket, kind, &message, now_ms),
             Protocol::PubSub => self.pubsub_frame(socket, kind, &message),
         };
-        result.unwrap_or_else(|error| vec![error_frame(socket, &error)])
+        let effects = result.unwrap_or_else(|error| vec![error_frame(socket, &error)]);
+        self.charge_fanout(socket, &effects);
+        effects
     }
 
     fn room_frame(&mut self, socket: &str, kind: &str, message: &serde_json::Map<String, Value>) -> Result<Vec<Effect>, String> {
@@ -253,20 +277,31 @@ impl Hub {
         }
     }
 
-    fn relay_frame(&mut self, socket: &str, kind: &str, message: &serde_json::Map<String, Value>) -> Result<Vec<Effect>, String> {
+    fn relay_frame(&mut self, socket: &str, kind: &str, message: &serde_json::Map<String, Value>, now_ms: f64) -> Result<Vec<Effect>, String> {
         match kind {
             "register" => {
                 let peer_id = required_str(message, "peer_id")?;
                 check_id("peer_id", peer_id)?;
+                let key = match message.get("key") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(key)) if !key.is_empty() && key.len() <= MAX_ID_BYTES => Some(key.as_str()),
+                    Some(_) => return Err(format!("\"key\" must be a string of 1 to {MAX_ID_BYTES} bytes")),
+                };
                 let mut effects = Vec::new();
-                // Registrations live with the sockets: a peer that reconnects takes its id back.
+                // Registrations live with the sockets: a peer that reconnects takes its id back
+                // (with the key it registered with, if it gave one).
                 if let Some(old) = self.socket_of(peer_id).filter(|old| old != socket) {
+                    if !self.members.get(&old).is_some_and(|held| may_take_over(held, key)) {
+                        return Err(format!("peer_id in use: {peer_id} (registering it again needs the same key)"));
+                    }
                     self.members.remove(&old);
                     self.rates.remove(&old);
                     effects.push(Effect::Close { to: old, code: CLOSE_REPLACED, reason: "replaced by a newer connection".into() });
                 }
                 let member = self.members.get_mut(socket).ok_or("Not connected")?;
                 member.peer = Some(peer_id.into());
+                member.key = key.map(Into::into);
+                member.joined_at = now_ms; // a wake keeps the latest registration of an id
                 effects.push(Effect::Save { member: member.clone() });
                 effects.push(send(socket, json!({ "type": "registered", "peer_id": peer_id })));
                 Ok(effects)
@@ -317,6 +352,21 @@ impl Hub {
         }
     }
 
+    /// Charge a socket for what its frame made the object send to others, beyond the one token
+    /// the frame cost: the bucket may go below zero, and the socket waits for it to refill.
+    fn charge_fanout(&mut self, socket: &str, effects: &[Effect]) {
+        let bytes: usize = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, text } if to != socket => Some(text.len()),
+                _ => None,
+            })
+            .sum();
+        if let Some(rate) = self.rates.get_mut(socket) {
+            rate.tokens -= (bytes / FANOUT_BYTES_PER_TOKEN) as f64;
+        }
+    }
+
     /// Spend one token of `socket`'s bucket. `Err(Some(text))` drops the frame with an error
     /// (the first of a run), `Err(None)` drops it silently.
     fn take_token(&mut self, socket: &str, now_ms: f64) -> Result<(), Option<String>> {
@@ -342,6 +392,10 @@ impl Hub {
         members.into_iter()
     }
 
+    fn holder_of(&self, peer: &str) -> Option<&Member> {
+        self.members.values().find(|m| m.peer.as_deref() == Some(peer))
+    }
+
     fn socket_of(&self, peer: &str) -> Option<String> {
         self.members.values().find(|m| m.peer.as_deref() == Some(peer)).map(|m| m.socket.clone())
     }
@@ -364,6 +418,15 @@ pub fn answer_close_code(received: u16) -> u16 {
     match received {
         1000..=1003 | 1007..=1014 | 3000..=4999 => received,
         _ => 1000,
+    }
+}
+
+/// Whether a socket presenting `key` may take over an id `held` by another socket: always when
+/// the holder gave no key (P2PCF-WS's replace-on-duplicate), else only with the same key.
+fn may_take_over(held: &Member, key: Option<&str>) -> bool {
+    match held.key.as_deref() {
+        None => true,
+        Some(held_key) => key == Some(held_key),
     }
 }
 

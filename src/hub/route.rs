@@ -15,6 +15,8 @@ pub struct Endpoint {
     pub scope: String,
     /// P2PCF-WS's `clientId` query parameter.
     pub client_id: Option<String>,
+    /// The optional `key` query parameter: a secret that protects the client id from takeover.
+    pub key: Option<String>,
 }
 
 impl Endpoint {
@@ -73,7 +75,12 @@ fn check(method: &str, protocol: Protocol, scope: &str, query: &str, upgrade: Op
         }
         _ => None,
     };
-    Ok(Endpoint { protocol, scope, client_id })
+    let key = match query_param(query, "key") {
+        None => None,
+        Some(Some(key)) if !key.is_empty() && key.len() <= super::MAX_ID_BYTES => Some(key),
+        Some(_) => return Err((400, format!("Invalid key: 1 to {} bytes", super::MAX_ID_BYTES))),
+    };
+    Ok(Endpoint { protocol, scope, client_id, key })
 }
 
 /// The first value of `name` in a query string (form-decoded; `Some(None)` when undecodable).
@@ -111,7 +118,7 @@ mod tests {
     #[test]
     fn room_endpoints_carry_room_and_client_id() {
         let room = endpoint("GET", "/ws/room/my%20room", "clientId=a%2Bb&x=1", WS).unwrap().unwrap();
-        assert_eq!(room, Endpoint { protocol: Protocol::Room, scope: "my room".into(), client_id: Some("a+b".into()) });
+        assert_eq!(room, Endpoint { protocol: Protocol::Room, scope: "my room".into(), client_id: Some("a+b".into()), key: None });
         assert_eq!(room.object_name(), "room:my room");
     }
 

@@ -43,7 +43,7 @@ fn error_of(effects: &[Effect], socket: &str) -> String {
 fn room(clients: &[&str]) -> Hub {
     let mut hub = Hub::new(Protocol::Room);
     for (i, client) in clients.iter().enumerate() {
-        hub.connect(&format!("s{}", i + 1), Some(client), T0 + i as f64 * 1000.0);
+        hub.connect(&format!("s{}", i + 1), Some(client), None, T0 + i as f64 * 1000.0);
     }
     hub
 }
@@ -51,7 +51,7 @@ fn room(clients: &[&str]) -> Hub {
 #[test]
 fn a_joiner_gets_the_peers_and_everyone_else_its_join() {
     let mut hub = room(&["a", "b"]);
-    let effects = hub.connect("s3", Some("c"), T0 + 5000.0);
+    let effects = hub.connect("s3", Some("c"), None, T0 + 5000.0);
     assert!(matches!(&effects[0], Effect::Save { member } if member.peer.as_deref() == Some("c") && member.socket == "s3"));
     assert_eq!(sent_to(&effects, "s3"), vec![json!({ "type": "peers", "peers": ["a", "b"], "yourId": "c" })]);
     for other in ["s1", "s2"] {
@@ -86,7 +86,7 @@ fn a_broadcast_reaches_everyone_but_its_sender() {
 #[test]
 fn a_second_socket_with_the_same_client_id_replaces_the_first_silently() {
     let mut hub = room(&["a", "b"]);
-    let effects = hub.connect("s9", Some("a"), T0 + 3000.0);
+    let effects = hub.connect("s9", Some("a"), None, T0 + 3000.0);
     assert_eq!(closed(&effects), vec![("s1".into(), CLOSE_REPLACED)]);
     assert_eq!(sent_to(&effects, "s9"), vec![json!({ "type": "peers", "peers": ["b"], "yourId": "a" })]);
     assert!(sent_to(&effects, "s2").is_empty(), "b sees neither a leave nor a join");
@@ -146,10 +146,11 @@ fn a_flooding_socket_is_limited_with_one_error_per_run_and_recovers() {
 fn the_room_refuses_sockets_past_the_cap() {
     let mut hub = Hub::new(Protocol::Room);
     for i in 0..MAX_SOCKETS {
-        assert!(hub.admit().is_ok());
-        hub.connect(&format!("s{i}"), Some(&format!("c{i}")), T0);
+        assert!(hub.admit(Some(&format!("c{i}")), None).is_ok());
+        hub.connect(&format!("s{i}"), Some(&format!("c{i}")), None, T0);
     }
-    assert!(hub.admit().unwrap_err().contains("full"));
+    assert_eq!(hub.admit(Some("one more"), None).unwrap_err().0, 429);
+    assert!(hub.admit(Some("c7"), None).is_ok(), "replacing an id does not grow the room");
 }
 
 #[test]
@@ -163,7 +164,7 @@ fn frames_from_a_socket_the_hub_does_not_hold_close_it() {
 fn relay_peers_register_list_and_relay() {
     let mut hub = Hub::new(Protocol::Relay);
     for socket in ["s1", "s2", "s3"] {
-        hub.connect(socket, None, T0);
+        hub.connect(socket, None, None, T0);
     }
     let effects = text(&mut hub, "s1", json!({ "type": "relay", "to": "x", "data": 1 }), T0);
     assert!(error_of(&effects, "s1").starts_with("Register first"));
@@ -182,12 +183,12 @@ fn relay_peers_register_list_and_relay() {
 #[test]
 fn a_relay_peer_that_reconnects_takes_its_id_back() {
     let mut hub = Hub::new(Protocol::Relay);
-    hub.connect("s1", None, T0);
+    hub.connect("s1", None, None, T0);
     text(&mut hub, "s1", json!({ "type": "register", "peer_id": "alice" }), T0);
-    hub.connect("s2", None, T0 + 10.0);
+    hub.connect("s2", None, None, T0 + 10.0);
     let effects = text(&mut hub, "s2", json!({ "type": "register", "peer_id": "alice" }), T0 + 10.0);
     assert_eq!(closed(&effects), vec![("s1".into(), CLOSE_REPLACED)]);
-    hub.connect("s3", None, T0);
+    hub.connect("s3", None, None, T0);
     text(&mut hub, "s3", json!({ "type": "register", "peer_id": "bob" }), T0);
     let effects = text(&mut hub, "s3", json!({ "type": "relay", "to": "alice", "data": 1 }), T0);
     assert_eq!(sent(&effects)[0].0, "s2");
@@ -201,7 +202,7 @@ fn a_relay_peer_that_reconnects_takes_its_id_back() {
 fn pubsub_delivers_to_subscribers_of_the_topic_only() {
     let mut hub = Hub::new(Protocol::PubSub);
     for socket in ["s1", "s2", "s3"] {
-        hub.connect(socket, None, T0);
+        hub.connect(socket, None, None, T0);
     }
     text(&mut hub, "s1", json!({ "type": "subscribe", "topic": "news" }), T0);
     text(&mut hub, "s2", json!({ "type": "subscribe", "topic": "news" }), T0);
@@ -218,7 +219,7 @@ fn pubsub_delivers_to_subscribers_of_the_topic_only() {
 #[test]
 fn pubsub_bounds_topics() {
     let mut hub = Hub::new(Protocol::PubSub);
-    hub.connect("s1", None, T0);
+    hub.connect("s1", None, None, T0);
     for i in 0..MAX_TOPICS {
         let effects = text(&mut hub, "s1", json!({ "type": "subscribe", "topic": format!("t{i}") }), T0);
         assert!(matches!(&effects[0], Effect::Save { member } if member.topics.len() == i + 1));
@@ -244,14 +245,14 @@ fn a_hub_rebuilt_from_attachments_after_hibernation_behaves_as_before() {
     let before = text(&mut hub, "s1", json!({ "type": "signal", "targetId": "c", "signal": 1 }), T0);
     let after = text(&mut woken, "s1", json!({ "type": "signal", "targetId": "c", "signal": 1 }), T0);
     assert_eq!(before, after);
-    let joined = woken.connect("s4", Some("d"), T0 + 9000.0);
+    let joined = woken.connect("s4", Some("d"), None, T0 + 9000.0);
     assert_eq!(sent_to(&joined, "s4"), vec![json!({ "type": "peers", "peers": ["a", "b", "c"], "yourId": "d" })]);
     assert_eq!(sent(&woken.disconnect("s2", T0)).len(), 3);
 }
 
 #[test]
 fn a_rebuild_keeps_the_latest_of_two_sockets_with_one_id_and_closes_the_other() {
-    let member = |socket: &str, peer: &str, joined_at: f64| Member { protocol: Protocol::Room, socket: socket.into(), peer: Some(peer.into()), joined_at, topics: vec![] };
+    let member = |socket: &str, peer: &str, joined_at: f64| Member { protocol: Protocol::Room, socket: socket.into(), peer: Some(peer.into()), joined_at, topics: vec![], key: None };
     let (mut hub, effects) =
         Hub::rebuild(Protocol::Room, vec![member("s1", "a", T0 + 5.0), member("s2", "a", T0), member("s3", "b", T0)]);
     assert_eq!(closed(&effects), vec![("s2".into(), CLOSE_REPLACED)]);
@@ -268,4 +269,47 @@ fn close_codes_that_may_not_be_sent_are_answered_with_a_normal_close() {
     for code in [1000, 1001, 1008, 1011, 3000, 4000, 4999] {
         assert_eq!(answer_close_code(code), code);
     }
+}
+
+#[test]
+fn an_id_held_with_a_key_is_taken_over_only_with_that_key() {
+    let mut hub = Hub::new(Protocol::Room);
+    hub.connect("s1", Some("alice"), Some("secret"), T0);
+    assert_eq!(hub.admit(Some("alice"), None).unwrap_err().0, 409);
+    assert_eq!(hub.admit(Some("alice"), Some("guess")).unwrap_err().0, 409);
+    assert!(hub.admit(Some("alice"), Some("secret")).is_ok());
+    let effects = hub.connect("s2", Some("alice"), Some("secret"), T0 + 1.0);
+    assert_eq!(closed(&effects), vec![("s1".into(), CLOSE_REPLACED)]);
+    // Without a key (P2PCF-WS clients), a duplicate id replaces as before.
+    hub.connect("s3", Some("bob"), None, T0);
+    assert!(hub.admit(Some("bob"), None).is_ok());
+}
+
+#[test]
+fn a_relay_id_registered_with_a_key_needs_the_key_to_register_again() {
+    let mut hub = Hub::new(Protocol::Relay);
+    for socket in ["s1", "s2", "s3"] {
+        hub.connect(socket, None, None, T0);
+    }
+    text(&mut hub, "s1", json!({ "type": "register", "peer_id": "alice", "key": "k1" }), T0);
+    let effects = text(&mut hub, "s2", json!({ "type": "register", "peer_id": "alice" }), T0);
+    assert!(error_of(&effects, "s2").starts_with("peer_id in use"));
+    let effects = text(&mut hub, "s3", json!({ "type": "register", "peer_id": "alice", "key": "k1" }), T0 + 5.0);
+    assert_eq!(closed(&effects), vec![("s1".into(), CLOSE_REPLACED)]);
+    assert!(error_of(&text(&mut hub, "s2", json!({ "type": "register", "peer_id": "x", "key": 5 }), T0), "s2").starts_with("\"key\" must be"));
+}
+
+#[test]
+fn a_broadcast_costs_tokens_for_what_it_fans_out() {
+    let mut hub = Hub::new(Protocol::Room);
+    for i in 0..51 {
+        hub.connect(&format!("s{i}"), Some(&format!("c{i}")), None, T0);
+    }
+    let big = json!({ "type": "broadcast", "data": "x".repeat(60 * 1024) });
+    let mut delivered = 0;
+    for _ in 0..10 {
+        delivered += sent(&text(&mut hub, "s0", big.clone(), T0)).iter().filter(|(_, v)| v["type"] == "broadcast").count();
+    }
+    // 50 recipients x 60 KiB = ~47 tokens a frame: a full bucket (200) pays for 5 such frames.
+    assert_eq!(delivered, 5 * 50);
 }

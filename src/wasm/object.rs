@@ -6,7 +6,9 @@
 //! object awake, and `ping` is answered with `pong` by the runtime without waking it. When the
 //! object wakes (a message, a close, a new socket), the hub is rebuilt from the attachments.
 //! Everything the hub decides comes back as effects, carried out here in order; no handler awaits,
-//! so no borrow is ever held across an await.
+//! so no borrow is ever held across an await. Input never reaches an `unwrap` here; the worker
+//! crate's own state calls (`accept_websocket_with_tags`, `get_websockets`) unwrap the runtime's
+//! answers internally, which fail only if the runtime itself does.
 
 use super::Workers;
 use crate::hub::route::{self, Endpoint};
@@ -45,15 +47,16 @@ impl DurableObject for SignalHub {
             None => return Response::error("Not a socket path", 404),
         };
         self.wake(Some(endpoint.protocol));
-        let admitted = self.hub.borrow().as_ref().map(Hub::admit).unwrap_or(Ok(()));
-        if let Err(text) = admitted {
-            return Response::error(text, 429);
+        let (client_id, key) = (endpoint.client_id.as_deref(), endpoint.key.as_deref());
+        let admitted = self.hub.borrow().as_ref().map(|hub| hub.admit(client_id, key)).unwrap_or(Ok(()));
+        if let Err((status, text)) = admitted {
+            return Response::error(text, status);
         }
         let pair = WebSocketPair::new()?;
         let socket = Workers.random_key(16);
         self.state.accept_websocket_with_tags(&pair.server, &[socket.as_str()]);
         self.sockets.borrow_mut().insert(socket.clone(), pair.server);
-        let effects = self.with_hub(|hub| hub.connect(&socket, endpoint.client_id.as_deref(), now_ms()));
+        let effects = self.with_hub(|hub| hub.connect(&socket, client_id, key, now_ms()));
         self.apply(effects);
         Response::from_websocket(pair.client)
     }
@@ -131,6 +134,9 @@ impl SignalHub {
                 }
                 Effect::Close { to, code, reason } => {
                     if let Some(ws) = self.sockets.borrow_mut().remove(&to) {
+                        // Forget it first: a closing socket whose client never answers stays in
+                        // the state's list, and must not come back as a member after a wake.
+                        let _ = ws.serialize_attachment(());
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }

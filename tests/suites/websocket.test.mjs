@@ -93,6 +93,17 @@ test('P2PCF-WS: a second socket with the same client id replaces the first (4000
   assert.equal((await again.next(ofType('signal'))).fromId, 'bert')
 })
 
+test('P2PCF-WS: an id that connected with a key is not taken over without it (409)', async () => {
+  const name = randomId('ws-')
+  const owner = await connect(`${roomPath(name, 'anna')}&key=s3cret`)
+  await owner.next(ofType('peers'))
+  await assert.rejects(openSocket(OURS, roomPath(name, 'anna')), err => err.status === 409 && /in use/.test(err.body))
+  await assert.rejects(openSocket(OURS, `${roomPath(name, 'anna')}&key=guess`), err => err.status === 409)
+  const again = await connect(`${roomPath(name, 'anna')}&key=s3cret`)
+  await again.next(ofType('peers'))
+  assert.equal((await owner.closed).code, 4000, 'the owner itself, reconnecting, still replaces')
+})
+
 test('P2PCF-WS: bad frames get an error frame and the socket stays open', async () => {
   const { sockets: [anna] } = await room(['anna'])
   const bad = [

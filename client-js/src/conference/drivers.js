@@ -32,7 +32,8 @@ class Handlers {
 
   deliver (k, message) {
     for (const handler of this._byKey.get(k) || []) {
-      queueMicrotask(() => handler(message))
+      // Still subscribed when it runs: a handler removed in between (stop()) gets nothing.
+      queueMicrotask(() => this._byKey.get(k)?.has(handler) && handler(message))
     }
   }
 }

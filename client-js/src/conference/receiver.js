@@ -78,12 +78,16 @@ export class Receiver extends EventTarget {
       }
     } catch (error) {
       dispatch(this, 'error', { id, error })
-      if (type === 'offer') this._dispose(id, error)
+      if (type === 'offer' && !this.links.get(id)?.connected) this._dispose(id, error)
     }
   }
 
   async _offered (id, { offer, state }) {
-    if (this.links.has(id)) this._dispose(id, null, false) // the sender offers again: start over
+    // One offer per sender session: another for a connection already up is refused (anyone on
+    // the driver could send one under the sender's id), one for a connection in progress restarts it.
+    if (this.links.get(id)?.connected) throw new Error(`an offer from ${id}, which is already connected`)
+    if (this.links.has(id)) this._dispose(id, null, false)
+    const session = this.id
     const entry = { state: isObject(state) ? state : {}, connected: false, streams: new Set() }
     entry.link = new PeerLink({
       rtc: this.rtc,
@@ -112,6 +116,7 @@ export class Receiver extends EventTarget {
       dispatch(this, 'channel', { id, channel, state: entry.state })
     }
     const answer = await entry.link.acceptOffer(offer)
+    if (this.id !== session) return // stopped while answering: stop() closed the link
     this.driver.emit(['sender', this.room, id], { type: 'answer', id: this.id, answer })
   }
 

@@ -94,10 +94,12 @@ export class Sender extends EventTarget {
 
   async _invoked (id, credentials) {
     if (this.links.has(id)) return
+    const session = this.id
     let allowed = false
     try { allowed = await this.verify(id, credentials) } catch (error) { dispatch(this, 'error', { id, error }) }
+    if (this.id !== session) return // stopped (or restarted) while verifying
     if (!allowed) return this._emitTo(id, { type: 'dispose', error: 'not allowed' })
-    if (!this.id || this.links.has(id)) return
+    if (this.links.has(id)) return
     const unsent = [] // candidates found before the offer went out follow it
     let offered = false
     const link = new PeerLink({
@@ -122,6 +124,7 @@ export class Sender extends EventTarget {
     }
     try {
       const offer = await link.createOffer()
+      if (this.id !== session) return link.close()
       this._emitTo(id, { type: 'offer', offer, state: this.state })
       offered = true
       for (const candidate of unsent.splice(0)) this._emitTo(id, { type: 'candidate', candidate })
