@@ -45,7 +45,7 @@ pub fn pending_prefix(room: &str) -> String {
 
 /// The context a pending key belongs to (its last segment, percent-encoded).
 pub fn pending_context(key: &str) -> Option<String> {
-    key.rsplit('/').next().and_then(percent_decode)
+    key.rsplit('/').next().and_then(crate::protocol::percent_decode)
 }
 
 /// The platform time (ms) a pending key was written at (its first path segment after the prefix).
@@ -261,22 +261,6 @@ fn percent_encode(s: &str) -> String {
     crate::protocol::percent_encode(s, b"-_.")
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 #[cfg(test)]
 mod tests {

@@ -220,6 +220,24 @@ pub fn percent_encode(s: &str, unreserved: &[u8]) -> String {
     out
 }
 
+/// `%XX` escapes back to bytes; `None` if an escape is broken or the result is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// A non-empty string of at most 64 UTF-16 code units (JavaScript's `length`).
 fn id_string(value: &Value) -> Option<String> {
     match value {

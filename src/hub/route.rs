@@ -6,6 +6,7 @@
 //! (405).
 
 use super::{check_id, Protocol};
+use crate::protocol::percent_decode;
 
 /// A socket endpoint, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,23 +92,6 @@ fn query_param(query: &str, name: &str) -> Option<Option<String>> {
     })
 }
 
-/// `%XX` escapes to bytes; `None` if an escape is broken or the result is not UTF-8.
-pub fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 #[cfg(test)]
 mod tests {
