@@ -173,7 +173,7 @@ export class P2PCF extends Emitter {
       }
       if (Array.isArray(p) && p[0] === this.sessionId && p[1] === fromId) this._socketPackages.set(fromId, p)
       this._handleSocketRoom()
-    } else if (type === 'error' && !error.startsWith('Peer not in the room')) {
+    } else if (type === 'error' && !String(error).startsWith('Peer not in the room')) {
       this.emit('error', new Error(`worker: ${error}`))
     }
   }

@@ -35,7 +35,9 @@ export class RoomSocket {
         this._joinedOnce = true
         this._attempts = 0
       }
-      this._onFrame(frame)
+      try {
+        this._onFrame(frame)
+      } catch {} // a frame of an unexpected shape: nothing to do with it
     }
     ws.onerror = () => {} // a close event follows
     ws.onclose = ({ code }) => {
