@@ -44,11 +44,22 @@ export function * chunk (bytes, messageId) {
   }
 }
 
-/** Reassembles chunked messages from one peer. */
+/** A partial message untouched for this long is dropped (its sender went away mid-message). */
+export const PARTIAL_MESSAGE_TTL_MS = 60_000
+
+/**
+ * Reassembles chunked messages from one peer. Every chunk is checked against its message's
+ * declared length (index in range, payload of the right size, no duplicates); a message is
+ * delivered only with every chunk present; all partial messages of the peer together stay under
+ * `maxMessageBytes`; partial messages idle for a minute are dropped. A malformed chunk is an
+ * `{ error }` result, never a throw.
+ */
 export class Reassembler {
-  constructor (maxMessageBytes) {
+  constructor (maxMessageBytes, now = () => Date.now()) {
     this.maxMessageBytes = maxMessageBytes
-    this.pending = new Map() // message id -> { bytes, received }
+    this.now = now
+    this.pending = new Map() // message id -> { bytes, chunks, seen: Uint8Array, count, touched }
+    this.pendingBytes = 0
   }
 
   /**
@@ -58,6 +69,7 @@ export class Reassembler {
   push (data) {
     const bytes = toBytes(data)
     if (bytes.byteLength < CHUNK_HEADER_BYTES || !startsWithMagic(bytes)) return { message: bytes }
+    this._expire()
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const id = view.getUint16(2, true)
     const index = view.getUint16(4, true)
@@ -65,16 +77,46 @@ export class Reassembler {
     const total = view.getUint32(8, true)
     let entry = this.pending.get(id)
     if (!entry) {
-      if (total > this.maxMessageBytes) return { error: new RangeError(`refused a ${total}-byte message (maxMessageBytes is ${this.maxMessageBytes})`) }
-      entry = { bytes: new Uint8Array(total), received: 0 }
+      if (total > this.maxMessageBytes - this.pendingBytes) {
+        return { error: new RangeError(`refused a ${total}-byte message (maxMessageBytes is ${this.maxMessageBytes}, ${this.pendingBytes} bytes already pending)`) }
+      }
+      const chunks = Math.max(1, Math.ceil(total / CHUNK_PAYLOAD_BYTES))
+      entry = { bytes: new Uint8Array(total), chunks, seen: new Uint8Array(chunks), count: 0 }
       this.pending.set(id, entry)
+      this.pendingBytes += total
     }
+    entry.touched = this.now()
     const offset = index * CHUNK_PAYLOAD_BYTES
-    const size = Math.max(0, Math.min(CHUNK_PAYLOAD_BYTES, entry.bytes.byteLength - offset))
+    const size = Math.min(CHUNK_PAYLOAD_BYTES, total - offset)
+    const payload = bytes.byteLength - CHUNK_HEADER_BYTES
+    const malformed = total !== entry.bytes.byteLength ? 'a total length that changed mid-message'
+      : index >= entry.chunks ? `chunk ${index} of a ${entry.chunks}-chunk message`
+        : payload < size || payload > size + 3 ? `a ${payload}-byte payload where ${size} bytes (plus padding) belong`
+          : entry.seen[index] ? `chunk ${index} twice`
+            : last !== (index === entry.chunks - 1) ? `a last-chunk flag on chunk ${index} of ${entry.chunks}` : null
+    if (malformed) {
+      this._drop(id)
+      return { error: new RangeError(`dropped chunked message ${id}: ${malformed}`) }
+    }
     entry.bytes.set(bytes.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + size), offset)
-    entry.received += size
-    if (!last) return null
-    this.pending.delete(id)
+    entry.seen[index] = 1
+    entry.count++
+    if (entry.count < entry.chunks && !last) return null
+    this._drop(id)
+    // Chunks travel in order on a reliable channel: a last chunk with others missing is a broken message.
+    if (entry.count < entry.chunks) return { error: new RangeError(`dropped chunked message ${id}: its last chunk came with ${entry.chunks - entry.count} missing`) }
     return { message: entry.bytes }
+  }
+
+  _drop (id) {
+    const entry = this.pending.get(id)
+    if (!entry) return
+    this.pending.delete(id)
+    this.pendingBytes -= entry.bytes.byteLength
+  }
+
+  _expire () {
+    const now = this.now()
+    for (const [id, entry] of this.pending) if (now - entry.touched > PARTIAL_MESSAGE_TTL_MS) this._drop(id)
   }
 }

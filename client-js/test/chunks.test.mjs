@@ -64,3 +64,61 @@ test('a declared length over the bound is refused without allocating it', () => 
   assert.match(result.error.message, /4294967295-byte/)
   assert.equal(reassembler.pending.size, 0)
 })
+
+/** A hand-made chunk: header fields as given, `payload` bytes after it. */
+function rawChunk ({ id = 9, index = 0, last = 0, total, payload }) {
+  const buffer = new ArrayBuffer(12 + payload)
+  const view = new DataView(buffer)
+  view.setUint16(0, CHUNK_MAGIC, true)
+  view.setUint16(2, id, true)
+  view.setUint16(4, index, true)
+  view.setUint16(6, last, true)
+  view.setUint32(8, total, true)
+  return buffer
+}
+
+test('a chunk index past the declared total is an error result, not a throw', () => {
+  const reassembler = new Reassembler(1 << 20)
+  const result = reassembler.push(rawChunk({ index: 5, last: 1, total: 100, payload: 0 }))
+  assert.ok(result.error instanceof RangeError, 'the original threw from Uint8Array.set here')
+  assert.match(result.error.message, /chunk 5 of a 1-chunk message/)
+  assert.equal(reassembler.pending.size, 0)
+})
+
+test('a message with a missing chunk is never delivered (no zero-filled gaps)', () => {
+  const message = bytes(3 * CHUNK_PAYLOAD_BYTES)
+  const [first, , third] = [...chunk(message, 4)]
+  const reassembler = new Reassembler(1 << 20)
+  assert.equal(reassembler.push(first), null)
+  const result = reassembler.push(third)
+  assert.ok(result.error, 'the last chunk arrived with the second missing')
+  assert.deepEqual(reassembler.pending.size, 0)
+})
+
+test('partial messages together stay under the bound, and idle ones expire', () => {
+  let now = 0
+  const reassembler = new Reassembler(100_000, () => now)
+  for (let id = 0; id < 3; id++) {
+    const result = reassembler.push(rawChunk({ id, total: 30_000, payload: CHUNK_PAYLOAD_BYTES }))
+    assert.equal(result, null, `partial message ${id} accepted`)
+  }
+  const refused = reassembler.push(rawChunk({ id: 3, total: 30_000, payload: CHUNK_PAYLOAD_BYTES }))
+  assert.match(refused.error.message, /90000 bytes already pending/, '40 partial 64 MiB messages once allocated 2.5 GiB')
+  now += 61_000
+  assert.equal(reassembler.push(rawChunk({ id: 3, total: 30_000, payload: CHUNK_PAYLOAD_BYTES })), null, 'the stale ones were dropped')
+  assert.equal(reassembler.pendingBytes, 30_000)
+})
+
+test('duplicate chunks, wrong payload sizes and a moving total are refused', () => {
+  const cases = [
+    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES })], /chunk 0 twice/],
+    [[rawChunk({ total: 40_000, payload: 10 })], /10-byte payload/],
+    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ index: 1, total: 50_000, payload: CHUNK_PAYLOAD_BYTES })], /total length that changed/],
+    [[rawChunk({ total: 40_000, last: 1, payload: CHUNK_PAYLOAD_BYTES })], /last-chunk flag on chunk 0 of 3/]
+  ]
+  for (const [parts, expected] of cases) {
+    const reassembler = new Reassembler(1 << 20)
+    const results = parts.map(part => reassembler.push(part))
+    assert.match(results.at(-1).error.message, expected)
+  }
+})
