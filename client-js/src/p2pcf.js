@@ -116,6 +116,7 @@ export class P2PCF extends Emitter {
     this._stopFastAt = now + this.fastPollingDurationMs
     this._startIdleAt = now + this.idlePollingAfterMs
     this._lastPeerIds = []
+    this._sendQueues = new Map() // peer -> the promise of its last send, to keep order
     this._socket = null
     this._socketRows = new Map() // session -> its peer row, from its announcement
     this._socketPackages = new Map() // session -> the package it sent us
@@ -488,22 +489,38 @@ export class P2PCF extends Emitter {
 
   /**
    * Send to one peer (ArrayBuffer, typed array or string). Large messages are chunked and wait
-   * for the DataChannel to drain, so memory stays bounded; the promise settles when all is queued.
+   * for the DataChannel to drain, so memory stays bounded. Messages to one peer go out in the
+   * order `send` was called, whatever their sizes. The promise resolves when the message is all
+   * queued, and rejects if the connection closed first; callers that do not await it (as with
+   * p2pcf's synchronous `send`) get no unhandled rejection.
    */
-  async send (peer, data) {
-    if (!peer?.connected) return
+  send (peer, data) {
+    if (!peer?.connected) return Promise.resolve()
     const bytes = toBytes(data)
+    const previous = this._sendQueues.get(peer) || Promise.resolve()
+    const sent = previous.catch(() => {}).then(() => this._sendNow(peer, bytes))
+    this._sendQueues.set(peer, sent)
+    sent.catch(() => {}).then(() => { if (this._sendQueues.get(peer) === sent) this._sendQueues.delete(peer) })
+    sent.catch(() => {}) // the caller's own handlers still see a rejection
+    return sent
+  }
+
+  async _sendNow (peer, bytes) {
+    const cut = () => new Error(`the connection to ${peer.id} closed before the message was sent`)
+    if (!peer.connected) throw cut()
     if (!needsChunking(bytes)) return peer.send(bytes)
     const messageId = Math.floor(Math.random() * 65536)
     for (const part of chunk(bytes, messageId)) {
       if (peer.bufferedAmount > SEND_BUFFER_HIGH) await peer.drained(SEND_BUFFER_LOW)
-      if (!peer.connected) return
+      if (!peer.connected) throw cut()
       peer.send(part)
     }
   }
 
   broadcast (data) {
-    return Promise.all([...this.peers.values()].map(peer => this.send(peer, data)))
+    const all = Promise.all([...this.peers.values()].map(peer => this.send(peer, data)))
+    all.catch(() => {}) // as with send: awaiting callers see a rejection, others get no unhandled one
+    return all
   }
 
   /** Leave the room: stop every timer, close every connection, and tell the worker. */
