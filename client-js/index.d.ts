@@ -35,6 +35,8 @@ export interface P2PCFOptions {
   connectTimeoutMs?: number
   /** Ours: the fetch to reach the worker with. Default: the global fetch. */
   fetch?: typeof fetch
+  /** Ours: abandon a request to the worker after this long (default 20000); polling goes on. */
+  fetchTimeoutMs?: number
   /**
    * Ours: how to signal. 'polling' (default) is wire-identical to p2pcf 1.3.14, so rooms can mix
    * in p2pcf peers. 'websocket' uses our worker's /ws/room/:roomId socket (packages delivered at

@@ -68,8 +68,8 @@ function contextIdFor (option) {
 export class P2PCF extends Emitter {
   constructor (clientId = '', roomId = '', options = {}) {
     super()
-    if (clientId.length < 4) throw new Error('Client ID must be at least four characters')
-    if (roomId.length < 4) throw new Error('Room ID must be at least four characters')
+    if (typeof clientId !== 'string' || clientId.length < 4) throw new Error('Client ID must be at least four characters')
+    if (typeof roomId !== 'string' || roomId.length < 4) throw new Error('Room ID must be at least four characters')
     const o = options
     Object.assign(this, {
       clientId,
@@ -87,6 +87,7 @@ export class P2PCF extends Emitter {
       idlePollingRateMs: o.idlePollingRateMs || Infinity,
       connectTimeoutMs: o.connectTimeoutMs || 15000,
       maxMessageBytes: o.maxMessageBytes || 64 * 1024 * 1024,
+      fetchTimeoutMs: o.fetchTimeoutMs || 20000,
       peerOptions: o.rtcPeerConnectionOptions || {},
       transport: o.transport || 'polling'
     })
@@ -142,7 +143,10 @@ export class P2PCF extends Emitter {
       this._onUnload = () => this.destroy()
       globalThis.addEventListener('pagehide', this._onUnload)
     }
-    if (this.transport === 'polling' || !this._WebSocket) return this._loop()
+    if (this.transport === 'polling' || !this._WebSocket) {
+      this._loop()
+      return
+    }
     // The key keeps our session id ours: only a socket with it may replace ours in the room.
     const query = `clientId=${encodeURIComponent(this.sessionId)}&key=${encodeURIComponent(randomString(20))}`
     this._socket = new RoomSocket({
@@ -202,10 +206,18 @@ export class P2PCF extends Emitter {
 
   _reprobe () {
     this._later(this.networkChangePollIntervalMs, async () => {
-      const network = await this._probe()
+      let network
+      try {
+        network = await this._probe()
+      } catch (err) {
+        this.emit('error', err)
+        return this._reprobe() // a failed probe skips one round, not all the rest
+      }
       if (this.destroyed) return
       const before = this._network
-      if (network.fingerprint !== before.fingerprint || network.isSymmetric !== before.isSymmetric ||
+      // Without a pinned certificate every connection has its own fingerprint: not a change.
+      const fingerprintChanged = this._cert && network.fingerprint !== before.fingerprint
+      if (fingerprintChanged || network.isSymmetric !== before.isSymmetric ||
         network.reflexiveIps.join() !== before.reflexiveIps.join()) {
         this._network = network
         this._dataTimestamp = null // republish
@@ -251,7 +263,8 @@ export class P2PCF extends Emitter {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', ...extraHeaders },
       body: JSON.stringify(payload),
-      keepalive
+      keepalive,
+      signal: AbortSignal.timeout(this.fetchTimeoutMs) // a hung request must not stall polling
     })
     if (!res.ok) throw new Error(`worker answered ${res.status}: ${await res.text()}`)
     return res.json()
@@ -286,12 +299,12 @@ export class P2PCF extends Emitter {
       if (heartbeatDue || packagesChanged) publish(payload)
     }
     const answer = await this._post(payload)
+    this._keyArrived(answer.dk)
     if (this.destroyed) return Infinity
-    if (answer.dk) this._deleteKey = answer.dk
     if (!this._sentFirstPoll && answer.ps.length === 0) {
       // Alone in the room: publish at once so the next joiner finds us sooner.
-      const published = await this._post(publish(identify(payload)))
-      if (published.dk) this._deleteKey = published.dk
+      this._keyArrived((await this._post(publish(identify(payload)))).dk)
+      if (this.destroyed) return Infinity
     }
     this._sentFirstPoll = true
     this._handle(answer.ps, answer.pk)
@@ -533,10 +546,22 @@ export class P2PCF extends Emitter {
     if (this._onUnload) globalThis.removeEventListener('pagehide', this._onUnload)
     for (const peer of [...this.peers.values()]) peer.destroy()
     this._socket?.close()
-    if (this._deleteKey && this._network) {
-      const leave = { r: this.roomId, k: this.contextId, d: this._peerData(), t: Date.now(), x: this.stateExpirationIntervalMs, dk: this._deleteKey }
-      this._post(leave, { 'X-Worker-Method': 'DELETE' }, true).catch(() => {})
-    }
+    this._leave()
+  }
+
+  /** A delete key from the worker: kept, or used at once if we were destroyed while it travelled. */
+  _keyArrived (key) {
+    if (!key) return
+    this._deleteKey = key
+    if (this.destroyed) this._leave()
+  }
+
+  /** Tell the worker we left (once we have a delete key; a publish in flight brings one later). */
+  _leave () {
+    if (!this._deleteKey || !this._network || this._left) return
+    this._left = true
+    const leave = { r: this.roomId, k: this.contextId, d: this._peerData(), t: Date.now(), x: this.stateExpirationIntervalMs, dk: this._deleteKey }
+    this._post(leave, { 'X-Worker-Method': 'DELETE' }, true).catch(() => {})
   }
 }
 

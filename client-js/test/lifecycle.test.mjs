@@ -1,0 +1,84 @@
+// P2PCF's life around the worker, without WebRTC: the probe is stubbed, fetch is scripted.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { P2PCF } from '../src/p2pcf.js'
+
+const NETWORK = { isSymmetric: false, reflexiveIps: [], fingerprint: 'fp-0' }
+
+/** A client whose probe and fetch are ours: `requests` records every body, `answer(body)` replies. */
+function scripted (answer, options = {}) {
+  const requests = []
+  const fetch = async (url, init) => {
+    const body = JSON.parse(init.body)
+    requests.push({ body, method: init.headers['X-Worker-Method'] || 'POST' })
+    const reply = await answer(body, init)
+    return new Response(JSON.stringify(reply), { status: 200 })
+  }
+  const p2pcf = new P2PCF('client-1', 'room-1', { fetch, rtc: { RTCPeerConnection: {} }, contextId: 'ctx', ...options })
+  p2pcf._probe = async () => ({ ...NETWORK })
+  return { p2pcf, requests }
+}
+
+test('bad client and room ids get the intended message, not a TypeError', () => {
+  assert.throws(() => new P2PCF(null, 'room-1'), /Client ID must be at least four characters/)
+  assert.throws(() => new P2PCF('client-1', 42), /Room ID must be at least four characters/)
+})
+
+test('destroyed while the first publish is in flight: the leave goes out when the delete key arrives', async () => {
+  let release
+  const { p2pcf, requests } = scripted(body => {
+    if (!body.d) return { ps: [], pk: [] } // the read-only first poll: an empty room
+    if (body.dk) return {}
+    return new Promise(resolve => { release = () => resolve({ ps: [], pk: [], dk: 'the-key' }) })
+  })
+  await p2pcf.start()
+  await new Promise(resolve => setTimeout(resolve, 20))
+  p2pcf.destroy() // the publish has not answered yet: no delete key to leave with
+  assert.equal(requests.filter(r => r.method === 'DELETE').length, 0)
+  release()
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const leaves = requests.filter(r => r.method === 'DELETE')
+  assert.equal(leaves.length, 1, 'the row would otherwise stay for two minutes')
+  assert.equal(leaves[0].body.dk, 'the-key')
+})
+
+test('a hung poll is abandoned after fetchTimeoutMs and polling goes on', async () => {
+  let polls = 0
+  const errors = []
+  const { p2pcf } = scripted((body, init) => {
+    polls++
+    if (polls === 1) return new Promise((resolve, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)))
+    return { ps: [{ length: 0 }].slice(1), pk: [] }
+  }, { fetchTimeoutMs: 50, slowPollingRateMs: 10, fastPollingRateMs: 10 })
+  p2pcf.on('error', err => errors.push(err))
+  await p2pcf.start()
+  await new Promise(resolve => setTimeout(resolve, 300))
+  p2pcf.destroy()
+  assert.ok(polls >= 3, `polling went on after the hung request (${polls} polls)`)
+  assert.match(errors[0]?.name ?? '', /TimeoutError|AbortError/)
+})
+
+test('re-probing: a failed probe is an error event and re-probing goes on; an unpinned fingerprint change is no change', async t => {
+  const { p2pcf } = scripted(() => ({ ps: [], pk: [] }), { networkChangePollIntervalMs: 20, slowPollingRateMs: 1e6 })
+  const errors = []
+  p2pcf.on('error', err => errors.push(err.message))
+  let probes = 0
+  await p2pcf.start()
+  p2pcf._probe = async () => {
+    probes++
+    if (probes === 1) throw new Error('probe failed')
+    return { ...NETWORK, fingerprint: `fp-${probes}` } // Node: a new fingerprint every time
+  }
+  const unhandled = []
+  const onUnhandled = reason => unhandled.push(reason)
+  process.on('unhandledRejection', onUnhandled)
+  await new Promise(resolve => setTimeout(resolve, 50)) // the first publish happens meanwhile
+  const stamp = p2pcf._dataTimestamp
+  await new Promise(resolve => setTimeout(resolve, 150))
+  process.off('unhandledRejection', onUnhandled)
+  p2pcf.destroy()
+  assert.deepEqual(unhandled, [])
+  assert.deepEqual(errors, ['probe failed'])
+  assert.ok(probes >= 4, `re-probing went on (${probes} probes)`)
+  assert.equal(p2pcf._dataTimestamp, stamp, 'no republish for a fingerprint that is per connection anyway')
+})
