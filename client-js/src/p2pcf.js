@@ -111,6 +111,7 @@ export class P2PCF extends Emitter {
     this._sentFirstPoll = false
     this._processed = new Map() // remote session -> data timestamp already handled
     this._answered = new Set() // remote sessions whose package we have applied
+    this._answeredOffers = new Map() // remote session -> the ICE ufrag of the last offer we answered as A
     this._reassemblers = new Map()
     this._timers = new Set()
     const now = Date.now()
@@ -324,7 +325,9 @@ export class P2PCF extends Emitter {
   _handle (rows, packages) {
     const me = { session: this.sessionId, symmetric: this._network.isSymmetric, startedAt: this.startedAtTimestamp }
     for (const [session, clientId, symmetric, fingerprint, startedAt, reflexiveIps, timestamp] of rows) {
-      if (this._processed.get(session) === timestamp) continue
+      // A row already handled starts nothing new, but its peer's package may have come since
+      // (over the socket a package arrives on its own, without a new row timestamp).
+      const seen = this._processed.get(session) === timestamp
       // A is the symmetric side if only one is; else the later starter (ties: larger session id).
       const iAmA = me.symmetric === symmetric
         ? (me.startedAt === startedAt ? me.session > session : me.startedAt > startedAt)
@@ -335,12 +338,13 @@ export class P2PCF extends Emitter {
         // B gave up on our pending answer and offers again (a new ICE ufrag): answer the new offer.
         const pending = this.peers.get(session)
         if (pending && !pending.connected && theirPackage && pending._offerUfrag !== theirPackage[2]) this._drop(pending, 'superseded by a new offer')
-        if (this.peers.has(session) || !theirPackage) continue
+        if (this.peers.has(session) || !theirPackage || this._answeredOffers.get(session) === theirPackage[2]) continue
         this._processed.set(session, timestamp)
+        this._answeredOffers.set(session, theirPackage[2])
         this._answered.add(session)
         this._connectAsA(session, clientId, iceServers, theirPackage)
       } else {
-        if (!this.peers.has(session)) {
+        if (!this.peers.has(session) && !seen) {
           this._processed.set(session, timestamp)
           this._connectAsB(session, clientId, iceServers, startedAt === UNPINNED_JOINED_AT ? null : fingerprint, reflexiveIps)
         }
