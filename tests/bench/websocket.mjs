@@ -39,6 +39,10 @@ async function connectTimes (url, trials) {
         }
         const second = pages[1].page
         await waitFor(() => second.evaluate(() => window.firstConnectAt), 30_000, `${transport} connect`)
+          .catch(async err => {
+            const state = await Promise.all(pages.map(({ page }) => page.evaluate(() => JSON.stringify({ signalling: window.p2pcf.signalling, peers: [...window.p2pcf.peers.values()].map(p => ({ connected: p.connected })), rows: window.p2pcf._socketRows?.size, events: window.events.slice(-5) }))))
+            throw new Error(`${err.message} (trial ${trial}): ${state.join(' | ')}`)
+          })
         times[transport].push(await second.evaluate(() => window.firstConnectAt - window.startedAt))
         for (const { context } of pages) await context.close()
       }
@@ -103,7 +107,7 @@ function billed (measured) {
 }
 
 /** 100 sockets in one room, each signalling a random other every `intervalMs`; relay latency. */
-async function relayUnderLoad (url, { sockets = 100, intervalMs = 200, durationMs = 10_000 } = {}) {
+export async function relayUnderLoad (url, { sockets = 100, intervalMs = 200, durationMs = 10_000 } = {}) {
   const room = randomId('bench-relay-')
   const ids = Array.from({ length: sockets }, (_, i) => `relay-${i}`)
   const open = []
@@ -118,14 +122,15 @@ async function relayUnderLoad (url, { sockets = 100, intervalMs = 200, durationM
     })
   }
   await sleep(500)
+  let sent = 0
   const timers = open.map((socket, i) => setInterval(() => {
     const target = ids[(i + 1 + Math.floor(Math.random() * (sockets - 1))) % sockets]
     socket.send({ type: 'signal', targetId: target, signal: { sentAt: performance.now(), pad: 'x'.repeat(600) } })
+    sent++
   }, intervalMs))
   await sleep(durationMs)
   timers.forEach(clearInterval)
   await sleep(1000)
-  const sent = Math.round((sockets * durationMs) / intervalMs)
   for (const socket of open) socket.ws.terminate()
   return { sockets, ratePerSecond: (sockets * 1000) / intervalMs, sent, received: latencies.length, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
 }
