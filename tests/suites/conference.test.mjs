@@ -1,7 +1,7 @@
 // client-js/conference in Chromium with a fake camera: one Sender, three Receivers, through our
 // worker's topic pub/sub (a page each) and through MemoryDriver (one page), checking that video
 // frames are decoded and advance, data both ways, state sync, stop(), late and restarted senders,
-// and verify(); and the demo page at /demo/conference.
+// and verify(); BroadcastChannelDriver between two tabs; and the demo page at /demo/conference.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { launchChromium, serveClients, waitFor } from '../lib/browser.mjs'
@@ -120,6 +120,27 @@ test('MemoryDriver: three receivers in one page; a restarted sender is found aga
   await assertFramesAdvance(receivers, restarted)
   assert.deepEqual(await outsider.events('stream'), [], 'still out')
   await page.context().close()
+})
+
+test('BroadcastChannelDriver: a sender tab and a receiver tab of one origin, no server', async () => {
+  const context = await browser.newContext()
+  const open = async () => {
+    const page = await context.newPage()
+    await page.goto(`${site.url}/conference.html`)
+    await page.waitForFunction(() => window.ready === true)
+    return page
+  }
+  const driver = { kind: 'broadcast', namespace: randomId('tabs-') }
+  const receiver = await startReceiver(await open(), { driver, room: 'tabs' })
+  const sender = await startSender(await open(), { driver, room: 'tabs', camera: true, dataChannel: true })
+  const senderId = await sender.id()
+  assert.equal((await waitEvents(receiver, 'stream', 1))[0].id, senderId)
+  await assertFramesAdvance([receiver], senderId)
+  await waitEvents(receiver, 'channel', 1)
+  await waitFor(async () => (await sender.events('connect')).length === 1, 10_000, 'the connect')
+  await sender.call('send', 'across tabs')
+  assert.equal((await waitEvents(receiver, 'message', 1))[0].message, 'across tabs')
+  await context.close()
 })
 
 test('the demo at /demo/conference: one tab broadcasts its camera, another watches and chats', async () => {
