@@ -119,7 +119,6 @@ impl Hub {
     /// joiner; the effects close the others.
     pub fn rebuild(protocol: Protocol, members: impl IntoIterator<Item = Member>) -> (Self, Vec<Effect>) {
         let mut hub = Hub::new(protocol);
-        let mut effects = Vec::new();
         for member in members {
             hub.members.insert(member.socket.clone(), member);
         }
@@ -139,15 +138,8 @@ impl Hub {
                 }
             }
         }
-        for socket in stale {
-            hub.members.remove(&socket);
-            effects.push(Effect::Close { to: socket, code: CLOSE_REPLACED, reason: "replaced by a newer connection".into() });
-        }
+        let effects = stale.iter().map(|socket| hub.evict(socket)).collect();
         (hub, effects)
-    }
-
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
     }
 
     pub fn len(&self) -> usize {
@@ -197,9 +189,7 @@ impl Hub {
         let replaced = self.socket_of(client_id);
         if let Some(old) = &replaced {
             // The id stays in the room, so the others see no leave and no join.
-            self.members.remove(old);
-            self.rates.remove(old);
-            effects.push(Effect::Close { to: old.clone(), code: CLOSE_REPLACED, reason: "replaced by a newer connection".into() });
+            effects.push(self.evict(old));
         }
         let peers: Vec<&str> = self.in_join_order().filter_map(|m| m.peer.as_deref()).collect();
         effects.push(send(socket, json!({ "type": "peers", "peers": peers, "yourId": client_id })));
@@ -284,7 +274,7 @@ impl Hub {
                 check_id("peer_id", peer_id)?;
                 let key = match message.get("key") {
                     None | Some(Value::Null) => None,
-                    Some(Value::String(key)) if !key.is_empty() && key.len() <= MAX_ID_BYTES => Some(key.as_str()),
+                    Some(Value::String(key)) if is_valid_key(key) => Some(key.as_str()),
                     Some(_) => return Err(format!("\"key\" must be a string of 1 to {MAX_ID_BYTES} bytes")),
                 };
                 let mut effects = Vec::new();
@@ -294,9 +284,7 @@ impl Hub {
                     if !self.members.get(&old).is_some_and(|held| may_take_over(held, key)) {
                         return Err(format!("peer_id in use: {peer_id} (registering it again needs the same key)"));
                     }
-                    self.members.remove(&old);
-                    self.rates.remove(&old);
-                    effects.push(Effect::Close { to: old, code: CLOSE_REPLACED, reason: "replaced by a newer connection".into() });
+                    effects.push(self.evict(&old));
                 }
                 let member = self.members.get_mut(socket).ok_or("Not connected")?;
                 member.peer = Some(peer_id.into());
@@ -397,7 +385,14 @@ impl Hub {
     }
 
     fn socket_of(&self, peer: &str) -> Option<String> {
-        self.members.values().find(|m| m.peer.as_deref() == Some(peer)).map(|m| m.socket.clone())
+        self.holder_of(peer).map(|m| m.socket.clone())
+    }
+
+    /// Drop a socket whose id a newer socket took, and close it.
+    fn evict(&mut self, socket: &str) -> Effect {
+        self.members.remove(socket);
+        self.rates.remove(socket);
+        Effect::Close { to: socket.into(), code: CLOSE_REPLACED, reason: "replaced by a newer connection".into() }
     }
 
     fn peer_of(&self, socket: &str) -> Option<String> {
@@ -428,6 +423,11 @@ fn may_take_over(held: &Member, key: Option<&str>) -> bool {
         None => true,
         Some(held_key) => key == Some(held_key),
     }
+}
+
+/// A key that protects an id (URL or `register` frame): 1 to `MAX_ID_BYTES` bytes.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_ID_BYTES
 }
 
 /// An id in a URL or a frame: 1 to `MAX_ID_BYTES` bytes, no control characters.

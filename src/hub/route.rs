@@ -78,7 +78,7 @@ fn check(method: &str, protocol: Protocol, scope: &str, query: &str, upgrade: Op
     };
     let key = match query_param(query, "key") {
         None => None,
-        Some(Some(key)) if !key.is_empty() && key.len() <= super::MAX_ID_BYTES => Some(key),
+        Some(Some(key)) if super::is_valid_key(&key) => Some(key),
         Some(_) => return Err((400, format!("Invalid key: 1 to {} bytes", super::MAX_ID_BYTES))),
     };
     Ok(Endpoint { protocol, scope, client_id, key })

@@ -207,8 +207,7 @@ function outcome (results) {
   if (!connected) return { connected, path: 'none', detail: results.map(r => r.stderr || `exit ${r.code}`).join(' / '), ms: null }
   const types = connects.map(c => `${c.local?.type ?? '?'}⇄${c.remote?.type ?? '?'}`)
   const relayed = connects.some(c => c.local?.type === 'relay' || c.remote?.type === 'relay')
-  const symmetric = results.map(r => r.events.find(e => e.event === 'start'))
-  return { connected, path: relayed ? 'relay' : 'direct', detail: types.join(', '), ms: Math.max(...connects.map(c => c.ms)), symmetric }
+  return { connected, path: relayed ? 'relay' : 'direct', detail: types.join(', '), ms: Math.max(...connects.map(c => c.ms)) }
 }
 
 const CASES = [
