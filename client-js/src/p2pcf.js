@@ -13,7 +13,7 @@
 import { Emitter } from './emitter.js'
 import { Peer } from './peer.js'
 import { Reassembler, chunk, needsChunking, toBytes } from './chunks.js'
-import { RoomSocket } from './socket.js'
+import { WorkerSocket } from './socket.js'
 import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates } from './sdp.js'
 
 const DEFAULT_STUN = [{ urls: 'stun:stun1.l.google.com:19302' }, { urls: 'stun:global.stun.twilio.com:3478' }]
@@ -150,7 +150,7 @@ export class P2PCF extends Emitter {
     }
     // The key keeps our session id ours: only a socket with it may replace ours in the room.
     const query = `clientId=${encodeURIComponent(this.sessionId)}&key=${encodeURIComponent(randomString(20))}`
-    this._socket = new RoomSocket({
+    this._socket = new WorkerSocket({
       url: `${this.workerUrl.replace(/^http/, 'ws')}/ws/room/${encodeURIComponent(this.roomId)}?${query}`,
       WebSocket: this._WebSocket,
       onFrame: frame => this._onSocketFrame(frame),
@@ -218,13 +218,13 @@ export class P2PCF extends Emitter {
       const before = this._network
       // Without a pinned certificate every connection has its own fingerprint: not a change.
       const fingerprintChanged = this._cert && network.fingerprint !== before.fingerprint
-      if (fingerprintChanged || network.isSymmetric !== before.isSymmetric ||
-        network.reflexiveIps.join() !== before.reflexiveIps.join()) {
-        this._network = network
+      const changed = fingerprintChanged || network.isSymmetric !== before.isSymmetric ||
+        network.reflexiveIps.join() !== before.reflexiveIps.join()
+      this._network = network
+      if (changed) {
         this._dataTimestamp = null // republish
         if (this._socket) this._announce()
       }
-      this._network = network
       this._reprobe()
     })
   }

@@ -1,11 +1,14 @@
-// The room over one WebSocket: our worker's /ws/room/:roomId (P2PCF-WS frames), instead of polling.
+// One WebSocket to our worker, kept up: a room (/ws/room/:roomId, P2PCF-WS frames, which P2PCF
+// uses instead of polling) or a pub/sub namespace (/pubsub/:namespace, the conference driver's).
 //
 // It keeps the socket up: reconnects with jittered exponential backoff, and sends `ping` every 30 s
 // (answered by the worker's `pong` auto-response without waking the room's Durable Object), so
 // proxies and NATs keep an idle socket open. A socket that never reached the room (the worker has
 // no WebSocket endpoint: the reference worker, an R2-only deployment) after three tries reports
 // `onUnavailable` once instead of retrying, when the caller can fall back to polling. A socket
-// replaced by another with our id (close code 4000) reports `onReplaced` and stops.
+// replaced by another with our id (close code 4000) reports `onReplaced` and stops. A socket has
+// reached the room when `joinedBy` accepts a frame (a room's `peers`), or at once when opened if
+// `joinedBy` is null; `onOpen` runs on every (re)connection.
 const PING_INTERVAL_MS = 30000
 const JOIN_TIMEOUT_MS = 5000
 const FIRST_BACKOFF_MS = 500
@@ -13,9 +16,9 @@ const MAX_BACKOFF_MS = 30000
 /** Tries before a socket that never reached the room counts as unavailable. */
 const TRIES_BEFORE_UNAVAILABLE = 3
 
-export class RoomSocket {
-  constructor ({ url, WebSocket, onFrame, onUnavailable, onReplaced }) {
-    Object.assign(this, { _url: url, _WebSocket: WebSocket, _onFrame: onFrame, _onUnavailable: onUnavailable, _onReplaced: onReplaced })
+export class WorkerSocket {
+  constructor ({ url, WebSocket, onFrame, onUnavailable, onReplaced, onOpen, joinedBy = frame => frame?.type === 'peers' }) {
+    Object.assign(this, { _url: url, _WebSocket: WebSocket, _onFrame: onFrame, _onUnavailable: onUnavailable, _onReplaced: onReplaced, _onOpen: onOpen, _joinedBy: joinedBy })
     this._attempts = 0
     this._joinedOnce = false
     this._closed = false
@@ -27,14 +30,19 @@ export class RoomSocket {
     const ws = this._ws = new this._WebSocket(this._url)
     const notJoined = setTimeout(() => ws.close(), JOIN_TIMEOUT_MS)
     const ping = setInterval(() => ws.readyState === 1 && ws.send('ping'), PING_INTERVAL_MS)
+    const joined = () => {
+      clearTimeout(notJoined)
+      this._joinedOnce = true
+      this._attempts = 0
+    }
+    ws.onopen = () => {
+      if (!this._joinedBy) joined()
+      this._onOpen?.()
+    }
     ws.onmessage = ({ data }) => {
       let frame = null
       try { frame = JSON.parse(data) } catch { return } // `pong`
-      if (frame?.type === 'peers') {
-        clearTimeout(notJoined)
-        this._joinedOnce = true
-        this._attempts = 0
-      }
+      if (this._joinedBy?.(frame)) joined()
       try {
         this._onFrame(frame)
       } catch {} // a frame of an unexpected shape: nothing to do with it

@@ -1,6 +1,6 @@
 import { test, mock } from 'node:test'
 import assert from 'node:assert/strict'
-import { RoomSocket } from '../src/socket.js'
+import { WorkerSocket } from '../src/socket.js'
 
 /** A stand-in WebSocket the test drives: `join()` delivers the room's peers frame, `drop()` closes. */
 class FakeSocket {
@@ -23,7 +23,7 @@ function roomSocket ({ fallback = false } = {}) {
   FakeSocket.made = []
   const frames = []
   let unavailable = 0
-  const socket = new RoomSocket({
+  const socket = new WorkerSocket({
     url: 'ws://worker/ws/room/abcd?clientId=me',
     WebSocket: FakeSocket,
     onFrame: frame => frames.push(frame),
@@ -81,11 +81,28 @@ test('a socket replaced by another with our id (4000) reports it and stops', t =
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] })
   FakeSocket.made = []
   let replaced = 0
-  const socket = new RoomSocket({ url: 'ws://x', WebSocket: FakeSocket, onFrame: () => {}, onReplaced: () => replaced++ })
+  const socket = new WorkerSocket({ url: 'ws://x', WebSocket: FakeSocket, onFrame: () => {}, onReplaced: () => replaced++ })
   FakeSocket.made[0].join()
   FakeSocket.made[0].drop(4000)
   t.mock.timers.tick(60_000)
   assert.deepEqual([replaced, FakeSocket.made.length], [1, 1])
+  socket.close()
+})
+
+test('without a join frame (pub/sub), open is joined: no join timeout, onOpen on every connection', t => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] })
+  FakeSocket.made = []
+  let opens = 0
+  const socket = new WorkerSocket({ url: 'ws://x', WebSocket: FakeSocket, onFrame: () => {}, joinedBy: null, onOpen: () => opens++ })
+  FakeSocket.made[0].open()
+  FakeSocket.made[0].onopen()
+  t.mock.timers.tick(10_000)
+  assert.equal(FakeSocket.made[0].readyState, 1, 'not closed for want of a peers frame')
+  FakeSocket.made[0].drop()
+  t.mock.timers.tick(1000)
+  FakeSocket.made[1].open()
+  FakeSocket.made[1].onopen()
+  assert.equal(opens, 2)
   socket.close()
 })
 

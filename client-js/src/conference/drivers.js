@@ -2,6 +2,7 @@
 // off(namespace, handler) and emit(namespace, message), where a namespace is an array of strings.
 // Delivery is asynchronous in all three (a handler never runs inside emit), so a driver can be
 // swapped for another without changing the order in which the peers' code runs.
+import { WorkerSocket } from '../socket.js'
 
 const key = namespace => JSON.stringify(namespace)
 
@@ -67,67 +68,47 @@ export class BroadcastChannelDriver {
 
 /**
  * Our worker's topic pub/sub (`/pubsub/:namespace`): a namespace array is one topic (its JSON).
- * Subscriptions are renewed after a reconnect (jittered backoff, 0.5 s doubling to 30 s); up to
- * `queueSize` messages emitted while the socket is down are sent when it is back.
+ * The socket is kept up by `WorkerSocket` (jittered backoff, 0.5 s doubling to 30 s, ping every
+ * 30 s); subscriptions are renewed on every connection, and up to `queueSize` messages emitted
+ * while the socket is down are sent when it is back.
  */
 export class WebSocketDriver {
   constructor ({ workerUrl, namespace = 'default', WebSocket = globalThis.WebSocket, queueSize = 100 } = {}) {
     if (!workerUrl) throw new Error('WebSocketDriver needs a workerUrl')
     if (!WebSocket) throw new Error('WebSocketDriver needs a WebSocket implementation (in Node 20, the ws package)')
-    this._url = `${workerUrl.replace(/\/$/, '').replace(/^http/, 'ws')}/pubsub/${encodeURIComponent(namespace)}`
-    this._WebSocket = WebSocket
     this._handlers = new Handlers()
     this._pending = []
     this._queueSize = queueSize
-    this._attempts = 0
-    this._closed = false
-    this._connect()
-  }
-
-  _connect () {
-    if (this._closed) return
-    const ws = this._ws = new this._WebSocket(this._url)
-    const ping = setInterval(() => ws.readyState === 1 && ws.send('ping'), 30000)
-    ws.onopen = () => {
-      this._attempts = 0
-      for (const k of this._handlers.keys()) ws.send(JSON.stringify({ type: 'subscribe', topic: k }))
-      for (const frame of this._pending.splice(0)) ws.send(frame)
-    }
-    ws.onmessage = ({ data }) => {
-      let frame = null
-      try { frame = JSON.parse(data) } catch { return } // `pong`
-      if (typeof frame?.topic === 'string') this._handlers.deliver(frame.topic, frame.payload)
-      else if (frame?.type === 'error') this.onerror?.(new Error(`worker: ${frame.error}`))
-    }
-    ws.onerror = () => {}
-    ws.onclose = () => {
-      clearInterval(ping)
-      if (this._closed || this._ws !== ws) return
-      const backoff = Math.min(30000, 500 * 2 ** this._attempts++)
-      this._retry = setTimeout(() => this._connect(), backoff * (0.5 + Math.random() / 2))
-    }
+    this._socket = new WorkerSocket({
+      url: `${workerUrl.replace(/\/$/, '').replace(/^http/, 'ws')}/pubsub/${encodeURIComponent(namespace)}`,
+      WebSocket,
+      joinedBy: null, // a namespace has no join frame: open is joined
+      onOpen: () => {
+        for (const k of this._handlers.keys()) this._socket.send({ type: 'subscribe', topic: k })
+        for (const frame of this._pending.splice(0)) this._socket.send(frame)
+      },
+      onFrame: frame => {
+        if (typeof frame?.topic === 'string') this._handlers.deliver(frame.topic, frame.payload)
+        else if (frame?.type === 'error') this.onerror?.(new Error(`worker: ${frame.error}`))
+      }
+    })
   }
 
   _send (frame) {
-    const text = JSON.stringify(frame)
-    if (this._ws?.readyState === 1) return this._ws.send(text)
-    this._pending.push(text)
+    if (this._socket.send(frame)) return
+    this._pending.push(frame)
     if (this._pending.length > this._queueSize) this._pending.shift()
   }
 
   on (namespace, handler) {
-    if (this._handlers.add(namespace, handler) && this._ws?.readyState === 1) this._send({ type: 'subscribe', topic: key(namespace) })
+    if (this._handlers.add(namespace, handler)) this._socket.send({ type: 'subscribe', topic: key(namespace) })
   }
 
   off (namespace, handler) {
-    if (this._handlers.remove(namespace, handler) && this._ws?.readyState === 1) this._send({ type: 'unsubscribe', topic: key(namespace) })
+    if (this._handlers.remove(namespace, handler)) this._socket.send({ type: 'unsubscribe', topic: key(namespace) })
   }
 
   emit (namespace, message) { this._send({ type: 'publish', topic: key(namespace), payload: message }) }
 
-  close () {
-    this._closed = true
-    clearTimeout(this._retry)
-    this._ws?.close(1000)
-  }
+  close () { this._socket.close() }
 }
