@@ -14,14 +14,18 @@ import { Emitter } from './emitter.js'
 import { Peer } from './peer.js'
 import { Reassembler, chunk, needsChunking, toBytes } from './chunks.js'
 import { WorkerSocket } from './socket.js'
-import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates } from './sdp.js'
+import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates, settle } from './sdp.js'
 
 const DEFAULT_STUN = [{ urls: 'stun:stun1.l.google.com:19302' }, { urls: 'stun:global.stun.twilio.com:3478' }]
 const DEFAULT_TURN = ['turn:openrelay.metered.ca:80', 'turn:openrelay.metered.ca:443', 'turn:openrelay.metered.ca:443?transport=tcp']
   .map(urls => ({ urls, username: 'openrelayproject', credential: 'openrelayproject' }))
 /** Signals sent over the DataChannel start with these four 16-bit words. */
 const SIGNAL_HEADER = [0x82ab, 0x81cd, 0x1295, 0xa1cb]
+/** Candidates are done once quiet this long (at least; see `settle`), or this long quiet at most. */
+const TRICKLE_QUIET_MS = 500
 const TRICKLE_TIMEOUT_MS = 3000
+/** The probe waits longer: a second STUN server's late answer is what reveals a symmetric NAT. */
+const PROBE_QUIET_MS = 1500
 const PROBE_TIMEOUT_MS = 5000
 const PACKAGE_LIFETIME_MS = 60000
 /** Keep at most this much queued on a DataChannel while sending a large message. */
@@ -237,12 +241,12 @@ export class P2PCF extends Emitter {
     try {
       pc.createDataChannel('probe')
       const done = new Promise(resolve => {
-        const timer = setTimeout(resolve, PROBE_TIMEOUT_MS)
+        const next = settle(resolve, PROBE_QUIET_MS, PROBE_TIMEOUT_MS)
         pc.onicecandidate = ({ candidate }) => {
           if (candidate?.candidate) candidates.push(parseCandidate(candidate.candidate))
-          else if (!candidate) { clearTimeout(timer); resolve() }
+          next(candidate?.candidate || null)
         }
-        this._abortProbe = () => { clearTimeout(timer); resolve() }
+        this._abortProbe = () => next(null) // done now, with what we have
       })
       const offer = await pc.createOffer()
       await pc.setLocalDescription(offer)
@@ -387,9 +391,7 @@ export class P2PCF extends Emitter {
 
   /** Collect our candidates for a package until gathering ends or the trickle timeout. */
   _gather (peer, pkg) {
-    let timer = null
     const finish = () => {
-      clearTimeout(timer)
       peer.off('candidate', onCandidate)
       // Even with no candidates: the other side can still find us from its own, and a B that
       // cannot pin our certificate needs the fingerprint in an A package.
@@ -398,14 +400,13 @@ export class P2PCF extends Emitter {
         this._sendPackage(pkg)
       }
     }
+    const next = settle(finish, TRICKLE_QUIET_MS, TRICKLE_TIMEOUT_MS)
     const onCandidate = line => {
-      clearTimeout(timer)
-      if (!line) return finish()
-      pkg[8].push(line)
-      timer = setTimeout(finish, TRICKLE_TIMEOUT_MS)
+      if (line) pkg[8].push(line)
+      next(line || null)
     }
     peer.on('candidate', onCandidate)
-    peer.once('close', () => clearTimeout(timer))
+    peer.once('close', () => next())
   }
 
   async _connectAsA (session, clientId, iceServers, [, , ufrag, pwd, fingerprint, myUfrag, myPwd, , candidates]) {

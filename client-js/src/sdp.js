@@ -75,3 +75,21 @@ export function analyseCandidates (candidates) {
   const isSymmetric = srflx.some(a => srflx.some(b => a !== b && Number.isInteger(a.relatedPort) && a.relatedPort === b.relatedPort && a.port !== b.port))
   return { reflexiveIps: [...new Set(srflx.map(c => c.ip))], isSymmetric, udpEnabled: srflx.length > 0 }
 }
+
+/**
+ * Calls `done` once ICE candidates settle; returns a function to feed each candidate (null when
+ * gathering completes, which calls `done` at once; nothing to stop without calling it). Gathering often never completes: a STUN server
+ * that does not answer, or Node's wrtc gathering on loopback. So we also stop once candidates go
+ * quiet for twice as long as they took to come (at least `quietMs`), or after `maxMs` of nothing:
+ * about 0.5 s on a LAN or a lab, a few seconds on a slow link, never more than `maxMs` of silence.
+ */
+export function settle (done, quietMs, maxMs) {
+  const start = Date.now()
+  let timer = setTimeout(done, maxMs)
+  return line => {
+    clearTimeout(timer)
+    if (line === undefined) return // stop: no `done`
+    if (!line) return done()
+    timer = setTimeout(done, Math.min(maxMs, Math.max(quietMs, 2 * (Date.now() - start))))
+  }
+}
