@@ -138,6 +138,7 @@ export class P2PCF extends Emitter {
   /** Probe the network, then join the room. Safe to `destroy()` at any point. */
   async start () {
     const { RTCPeerConnection } = this.rtc
+    if (!RTCPeerConnection) throw new Error("no WebRTC here: pass options.rtc (in Node: rtc: require('@roamhq/wrtc'))")
     this._cert = await RTCPeerConnection.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' }) ?? null
     this.startedAtTimestamp = this._cert ? Date.now() : UNPINNED_JOINED_AT
     if (this.destroyed) return
@@ -372,19 +373,20 @@ export class P2PCF extends Emitter {
     this.peers.set(session, peer)
     this._reassemblers.set(session, new Reassembler(this.maxMessageBytes))
     peer.on('connect', () => {
+      peer._everConnected = true // before our handlers: one that destroys the peer still gets peerclose
       this.packages = this.packages.filter(pkg => pkg[0] !== session)
       this._updateConnected()
       this.emit('peerconnect', peer)
     })
     peer.on('data', data => this._receive(peer, data))
-    peer.on('signal', signal => this._sendRaw(peer, withSignalHeader(JSON.stringify(signal))))
+    peer.on('signal', signal => this.send(peer, withSignalHeader(JSON.stringify(signal))))
     peer.on('error', err => this.emit('error', err, peer))
     peer.on('close', () => {
-      const wasConnected = peer._everConnected
+      const ours = this.peers.get(peer.id) === peer // not already dropped (which says why)
       this._forget(peer)
-      if (wasConnected) this.emit('peerclose', peer)
+      if (peer._everConnected) this.emit('peerclose', peer)
+      else if (ours) this.emit('peerfailed', peer, 'the connection failed (ICE or DTLS)')
     })
-    peer.once('connect', () => { peer._everConnected = true })
     this._later(this.connectTimeoutMs, () => { if (!peer._everConnected) this._drop(peer, 'did not connect in time') })
     return peer
   }
@@ -441,8 +443,8 @@ export class P2PCF extends Emitter {
       // With a trustworthy published fingerprint, answer now (one signalling message);
       // otherwise wait for A's package, which carries its real one (two messages).
       if (theirFingerprint) {
+        peer._answered = true // before the await: A's package must not apply a second answer meanwhile
         await peer.acceptAnswer(peer._answerWith(theirFingerprint))
-        peer._answered = true
       }
     } catch (err) {
       this._drop(peer, err.message)
@@ -454,8 +456,8 @@ export class P2PCF extends Emitter {
     try {
       if (!peer._answered) {
         if (!fingerprint) throw new Error('the answering peer sent no DTLS fingerprint')
-        await peer.acceptAnswer(peer._answerWith(fingerprint))
         peer._answered = true
+        await peer.acceptAnswer(peer._answerWith(fingerprint))
       }
       if (!peer.connected) await peer.addCandidates(candidates)
     } catch (err) {
@@ -499,10 +501,6 @@ export class P2PCF extends Emitter {
     try { signal = readSignal(result.message) } catch {}
     if (signal) peer.signal(signal)
     else this.emit('msg', peer, result.message.buffer.byteLength === result.message.byteLength ? result.message.buffer : result.message.slice().buffer)
-  }
-
-  _sendRaw (peer, bytes) {
-    return this.send(peer, bytes)
   }
 
   /**

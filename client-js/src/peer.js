@@ -4,10 +4,11 @@
 //
 // Before the DataChannel opens, the P2PCF class drives the minimal-SDP handshake through
 // `createOffer`/`acceptAnswer` (peer B) or `acceptOffer` (peer A) and collects ICE candidates from
-// 'candidate' events. After it opens, every renegotiation (media) is exchanged as simple-peer-style
-// signal objects ({type:'offer'|'answer', sdp}, {type:'candidate', candidate}, {renegotiate}),
-// emitted as 'signal' for P2PCF to carry over the DataChannel; so a p2pcf 1.3.14 peer on the
-// other side understands them.
+// 'candidate' events. After it opens, every renegotiation (media) follows simple-peer's protocol,
+// which p2pcf 1.3.14 peers speak, with its signal objects emitted as 'signal' for P2PCF to carry
+// over the DataChannel: only the initiator offers ({type:'offer'|'answer', sdp}); the other side
+// asks it to ({renegotiate}), and asks for a transceiver for a track the initiator's offer had no
+// place for ({transceiverRequest}); a request that comes while an offer is out waits for it.
 import { Emitter } from './emitter.js'
 import { setCredentials } from './sdp.js'
 
@@ -19,13 +20,18 @@ export class Peer extends Emitter {
     this.initiator = initiator
     this.connected = false
     this.destroyed = false
-    this._localCredentials = null // peer A answers with the ICE credentials peer B chose for it
     this._streams = new Set()
     this._pc = new rtc.RTCPeerConnection(config)
     this._pc.onicecandidate = ({ candidate }) => {
       if (this.destroyed) return
       if (!this.connected) this.emit('candidate', candidate?.candidate || null)
       else if (candidate) this.emit('signal', { type: 'candidate', candidate: { candidate: candidate.candidate, sdpMLineIndex: candidate.sdpMLineIndex, sdpMid: candidate.sdpMid } })
+    }
+    this._pc.onsignalingstatechange = () => {
+      if (this._pc.signalingState !== 'stable') return
+      this._negotiating = false
+      if (this._queued) this._needsNegotiation()
+      this._queued = false
     }
     this._pc.onconnectionstatechange = () => {
       if (['failed', 'closed'].includes(this._pc.connectionState)) this.destroy()
@@ -38,7 +44,7 @@ export class Peer extends Emitter {
         this.emit('stream', stream)
       }
     }
-    this._pc.onnegotiationneeded = () => { if (this.connected) this._renegotiate() }
+    this._pc.onnegotiationneeded = () => this._needsNegotiation()
     if (initiator) this._useChannel(this._pc.createDataChannel(`p2pcf-${id}`))
     else this._pc.ondatachannel = ({ channel }) => this._useChannel(channel)
   }
@@ -88,21 +94,21 @@ export class Peer extends Emitter {
     if (this.destroyed) return
     const pc = this._pc
     try {
-      if (data.renegotiate || data.transceiverRequest) {
-        if (data.transceiverRequest) pc.addTransceiver(data.transceiverRequest.kind, { direction: 'sendrecv' })
-        await this._renegotiate()
-      } else if (data.candidate) {
-        await pc.addIceCandidate(data.candidate)
-      } else if (data.type === 'offer') {
-        // Glare (both offered): the initiator keeps its offer, the other side yields.
-        if (pc.signalingState === 'have-local-offer') {
-          if (this.initiator) return
-          await pc.setLocalDescription({ type: 'rollback' })
-        }
+      if (this.initiator && data.renegotiate) this._needsNegotiation()
+      if (this.initiator && data.transceiverRequest) this.addTransceiver(data.transceiverRequest.kind, data.transceiverRequest.init)
+      if (data.candidate) await pc.addIceCandidate(data.candidate)
+      if (data.type === 'offer' && !this.initiator) {
         await pc.setRemoteDescription(data)
         const answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         this.emit('signal', { type: 'answer', sdp: answer.sdp })
+        // A track we added that the offer had no place for: ask the initiator for one.
+        for (const t of pc.getTransceivers?.() || []) {
+          if (!t.mid && t.sender.track && !t._requested) {
+            t._requested = true
+            this.addTransceiver(t.sender.track.kind)
+          }
+        }
       } else if (data.type === 'answer' && pc.signalingState === 'have-local-offer') {
         await pc.setRemoteDescription(data)
       }
@@ -111,15 +117,35 @@ export class Peer extends Emitter {
     }
   }
 
-  async _renegotiate () {
-    if (this.destroyed || this._pc.signalingState !== 'stable') return
+  /** Batch what changed in this tick into one negotiation (after the handshake, which P2PCF drives). */
+  _needsNegotiation () {
+    if (!this.connected || this._batching) return
+    this._batching = true
+    setTimeout(() => {
+      this._batching = false
+      if (this.destroyed) return
+      if (this._negotiating) return (this._queued = true) // after the current one, once stable
+      this._negotiating = true
+      if (this.initiator) this._offer()
+      else this.emit('signal', { type: 'renegotiate', renegotiate: true })
+    })
+  }
+
+  async _offer () {
     try {
       const offer = await this._pc.createOffer()
       await this._pc.setLocalDescription(offer)
       this.emit('signal', { type: 'offer', sdp: offer.sdp })
     } catch (err) {
+      this._negotiating = false
       this.emit('error', err)
     }
+  }
+
+  /** As simple-peer: the initiator adds it; the other side asks the initiator to. */
+  addTransceiver (kind, init) {
+    if (this.initiator) this._pc.addTransceiver(kind, init)
+    else this.emit('signal', { type: 'transceiverRequest', transceiverRequest: { kind, init } })
   }
 
   send (data) {
@@ -128,6 +154,10 @@ export class Peer extends Emitter {
 
   addTrack (track, stream) {
     return this._pc.addTrack(track, stream)
+  }
+
+  replaceTrack (oldTrack, newTrack) {
+    return this._pc.getSenders().find(s => s.track === oldTrack)?.replaceTrack(newTrack)
   }
 
   removeTrack (track) {

@@ -73,7 +73,7 @@ export function parseCandidate (line) {
 export function analyseCandidates (candidates) {
   const srflx = candidates.filter(c => c.type === 'srflx')
   const isSymmetric = srflx.some(a => srflx.some(b => a !== b && Number.isInteger(a.relatedPort) && a.relatedPort === b.relatedPort && a.port !== b.port))
-  return { reflexiveIps: [...new Set(srflx.map(c => c.ip))], isSymmetric, udpEnabled: srflx.length > 0 }
+  return { reflexiveIps: [...new Set(srflx.map(c => c.ip))], isSymmetric }
 }
 
 /**

@@ -82,3 +82,8 @@ test('re-probing: a failed probe is an error event and re-probing goes on; an un
   assert.ok(probes >= 4, `re-probing went on (${probes} probes)`)
   assert.equal(p2pcf._dataTimestamp, stamp, 'no republish for a fingerprint that is per connection anyway')
 })
+
+test('without WebRTC (Node with no rtc option), start() says what to pass', async () => {
+  const p2pcf = new P2PCF('client-1', 'room-1', { fetch: async () => { throw new Error('no request expected') } })
+  await assert.rejects(p2pcf.start(), /pass options\.rtc \(in Node: rtc: require\('@roamhq\/wrtc'\)\)/)
+})

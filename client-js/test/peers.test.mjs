@@ -1,0 +1,88 @@
+// The peer table's events and the B side's answer, over a scripted RTCPeerConnection: what users
+// see when a connection fails, closes inside their own handler, or gets A's package mid-answer.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { P2PCF } from '../src/p2pcf.js'
+
+const FINGERPRINT = Array.from({ length: 32 }, () => 'AB').join(':')
+
+/** Just enough RTCPeerConnection to drive P2PCF's peer table: records descriptions it is given. */
+class ScriptedConnection {
+  static all = []
+  constructor () {
+    this.connectionState = 'new'
+    this.signalingState = 'stable'
+    this.remoteAnswers = 0
+    this.answerDelayMs = 0
+    ScriptedConnection.all.push(this)
+  }
+
+  createDataChannel () { return (this.channel = { close () {}, send () {} }) }
+  async createOffer () { return { type: 'offer', sdp: `v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:${'p'.repeat(24)}\r\na=fingerprint:sha-256 ${FINGERPRINT}\r\n` } }
+  async setLocalDescription () { this.signalingState = 'have-local-offer' }
+  async setRemoteDescription ({ type }) {
+    if (type !== 'answer') return
+    this.remoteAnswers++
+    await new Promise(resolve => setTimeout(resolve, this.answerDelayMs))
+    if (this.signalingState !== 'have-local-offer') throw new Error('InvalidStateError: a second answer')
+    this.signalingState = 'stable'
+  }
+
+  async addIceCandidate () {}
+  getSenders () { return [] }
+  close () { this.connectionState = 'closed' }
+}
+
+function client () {
+  ScriptedConnection.all = []
+  const p2pcf = new P2PCF('client-1', 'room-1', { rtc: { RTCPeerConnection: ScriptedConnection }, fetch: async () => { throw new Error('offline') } })
+  const events = []
+  for (const type of ['peerconnect', 'peerclose', 'peerfailed', 'error']) p2pcf.on(type, (peer, reason) => events.push([type, peer?.id ?? peer?.message, reason]))
+  return { p2pcf, events }
+}
+
+test('an ICE or DTLS failure before connecting is a peerfailed, with a reason', () => {
+  const { p2pcf, events } = client()
+  const peer = p2pcf._newPeer('session-b', 'bob', true, [])
+  peer._pc.connectionState = 'failed'
+  peer._pc.onconnectionstatechange()
+  assert.deepEqual(events, [['peerfailed', 'session-b', 'the connection failed (ICE or DTLS)']])
+  assert.equal(p2pcf.peers.size, 0)
+  p2pcf.destroy()
+})
+
+test('a connected peer that fails is a peerclose, and a dropped one is not reported twice', () => {
+  const { p2pcf, events } = client()
+  const connected = p2pcf._newPeer('session-b', 'bob', true, [])
+  connected._channel.onopen()
+  connected._pc.connectionState = 'failed'
+  connected._pc.onconnectionstatechange()
+  const dropped = p2pcf._newPeer('session-c', 'cleo', true, [])
+  p2pcf._drop(dropped, 'did not connect in time')
+  assert.deepEqual(events, [['peerconnect', 'session-b', undefined], ['peerclose', 'session-b', undefined], ['peerfailed', 'session-c', 'did not connect in time']])
+  p2pcf.destroy()
+})
+
+test('a peer destroyed inside a peerconnect handler still gets its peerclose', () => {
+  const { p2pcf, events } = client()
+  p2pcf.on('peerconnect', peer => peer.destroy())
+  const peer = p2pcf._newPeer('session-b', 'bob', true, [])
+  peer._channel.onopen()
+  assert.deepEqual(events, [['peerconnect', 'session-b', undefined], ['peerclose', 'session-b', undefined]])
+  p2pcf.destroy()
+})
+
+test('A\'s package arriving while B applies its own answer does not apply a second one', async () => {
+  const { p2pcf, events } = client()
+  const connecting = p2pcf._connectAsB('session-a', 'alice', [], 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', [])
+  const peer = p2pcf.peers.get('session-a')
+  peer._pc.answerDelayMs = 50
+  while (!peer._answerWith) await new Promise(resolve => setImmediate(resolve))
+  await new Promise(resolve => setTimeout(resolve, 10)) // B's own answer is being applied
+  await p2pcf._finishAsB(peer, ['session-b', 'session-a', null, null, 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', peer._theirUfrag, null, Date.now(), []])
+  await connecting
+  assert.equal(peer._pc.remoteAnswers, 1)
+  assert.deepEqual(events, [], 'no error, no peerfailed')
+  assert.equal(p2pcf.peers.get('session-a'), peer)
+  p2pcf.destroy()
+})
