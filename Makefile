@@ -48,10 +48,13 @@ build: tools
 	@wasm=build/index_bg.wasm; echo "wasm: $$(wc -c < $$wasm) bytes raw, $$(gzip -9c $$wasm | wc -c) bytes gzip"
 
 ## client: client-js bundles (ESM minified for browsers, CJS for require()) and their sizes
+# Minified as terser's mangle-props would: underscore-private property names are shortened too
+# (not _p2pcfContextId, which a reloaded page reads back from history.state).
+MINIFY = --minify --mangle-props=^_ --reserve-props=^_p2pcf
 client: node_modules/.installed
-	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=esm --minify --log-level=warning --outfile=build/client/p2pcf.min.js
-	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=cjs --platform=neutral --log-level=warning --outfile=client-js/dist/p2pcf.cjs
-	$(NODE_BIN)/esbuild client-js/src/conference/index.js --bundle --format=esm --minify --log-level=warning --outfile=build/client/conference.min.js
+	$(NODE_BIN)/esbuild client-js/src/index.js --bundle --format=esm $(MINIFY) --log-level=warning --outfile=build/client/p2pcf.min.js
+	$(NODE_BIN)/esbuild client-js/src/index.cjs --bundle --format=cjs --platform=neutral --log-level=warning --outfile=client-js/dist/p2pcf.cjs
+	$(NODE_BIN)/esbuild client-js/src/conference/index.js --bundle --format=esm $(MINIFY) --log-level=warning --outfile=build/client/conference.min.js
 	@js=build/client/p2pcf.min.js; echo "client-js: $$(wc -c < $$js) bytes min, $$(gzip -9c $$js | wc -c) bytes min+gzip"
 	@js=build/client/conference.min.js; echo "client-js/conference: $$(wc -c < $$js) bytes min, $$(gzip -9c $$js | wc -c) bytes min+gzip"
 

@@ -1,4 +1,32 @@
-// Types for p2pcf-client/conference: Sender and Receiver (the `p2p` library's API) and drivers.
+// Types for p2pcf-client/conference (ESM only): Sender and Receiver (the `p2p` library's API) and
+// drivers. No DOM lib needed: EventTarget, CustomEvent and the WebRTC classes are the
+// environment's own where it declares them (the DOM lib; @types/node for the first two), else
+// minimal stand-ins or `any`.
+import type { IceServer, MediaStreamLike, WebSocketClass } from './index.js'
+
+type Globals = typeof globalThis
+type InstanceOf<K extends string> = Globals extends { [P in K]: { prototype: infer T } } ? T : any
+
+/** RTCPeerConnection: the DOM's where declared, else `any`. */
+export type RTCPeerConnectionLike = InstanceOf<'RTCPeerConnection'>
+/** RTCDataChannel: the DOM's where declared, else `any`. */
+export type RTCDataChannelLike = InstanceOf<'RTCDataChannel'>
+/** Blob: the DOM's (or @types/node's) where declared, else `any`. */
+type BlobLike = InstanceOf<'Blob'>
+
+/** A CustomEvent with `detail` typed: the environment's CustomEvent where declared. */
+export type DetailEvent<T> = Globals extends { CustomEvent: { prototype: infer E } }
+  ? Omit<E, 'detail'> & { readonly detail: T }
+  : { readonly type: string, readonly detail: T }
+
+type Listener = ((event: any) => void) | { handleEvent(event: any): void } | null
+interface EventTargetLike {
+  addEventListener(type: string, listener: Listener, options?: boolean | { capture?: boolean, once?: boolean, passive?: boolean, signal?: any }): void
+  removeEventListener(type: string, listener: Listener, options?: boolean | { capture?: boolean }): void
+  dispatchEvent(event: any): boolean
+}
+/** Sender and Receiver are EventTargets: the environment's EventTarget class where declared. */
+declare const EventTargetBase: Globals extends { EventTarget: infer C } ? C : { new (): EventTargetLike, prototype: EventTargetLike }
 
 /** Anything that delivers messages by namespace (an array of strings). */
 export interface Driver {
@@ -7,14 +35,15 @@ export interface Driver {
   emit(namespace: string[], message: any): void
 }
 
+/** A WebRTC implementation: the browser's globals (the default), or e.g. `@roamhq/wrtc` in Node. */
 export interface RtcImplementation {
-  RTCPeerConnection: { new (config?: RTCConfiguration): RTCPeerConnection }
-  MediaStream?: { new (tracks?: MediaStreamTrack[]): MediaStream }
+  RTCPeerConnection: { new (config?: any): any }
+  MediaStream?: { new (tracks?: any[]): any }
 }
 
 export interface SenderOptions {
   driver: Driver
-  iceServers?: RTCIceServer[]
+  iceServers?: IceServer[]
   /** Whether receiver `id` with `credentials` may connect (may return a promise). Default: everyone. */
   verify?: (id: string, credentials: any) => boolean | Promise<boolean>
   /** Seconds a connection may take before it is disposed (default 30). */
@@ -32,35 +61,36 @@ export interface SenderOptions {
 }
 
 export interface SenderStartOptions {
-  stream?: MediaStream
+  stream?: MediaStreamLike | null
   room?: string
   state?: Record<string, any>
   /** Open a data channel (named by the receiver's id) to every receiver; always on without a stream. */
   dataChannel?: boolean
 }
 
-export declare class Sender extends EventTarget {
+export declare class Sender extends EventTargetBase {
   constructor(options: SenderOptions)
   /** This sender's id once started. */
   readonly id: string | null
+  readonly room: string | null
   readonly state: Record<string, any>
   start(options?: SenderStartOptions): void
   stop(): void
   /** To receiver `id`, or to all. */
-  send(data: string | ArrayBuffer | ArrayBufferView | Blob, id?: string): void
+  send(data: string | ArrayBuffer | ArrayBufferView | BlobLike, id?: string): void
   /** New state for receivers, merged into the current one unless `merge` is false. */
   sync(state: Record<string, any>, merge?: boolean): void
-  addEventListener(type: 'connect', listener: (event: CustomEvent<{ id: string, peer: RTCPeerConnection }>) => void): void
-  addEventListener(type: 'dispose', listener: (event: CustomEvent<{ id: string, peer: RTCPeerConnection, error?: Error }>) => void): void
-  addEventListener(type: 'error', listener: (event: CustomEvent<{ id: string | null, error: Error }>) => void): void
+  addEventListener(type: 'connect', listener: (event: DetailEvent<{ id: string, peer: RTCPeerConnectionLike }>) => void): void
+  addEventListener(type: 'dispose', listener: (event: DetailEvent<{ id: string, peer: RTCPeerConnectionLike, error?: Error }>) => void): void
+  addEventListener(type: 'error', listener: (event: DetailEvent<{ id: string | null, error: Error }>) => void): void
   /** Ours: a message a receiver sent on its data channel. */
-  addEventListener(type: 'message', listener: (event: CustomEvent<{ id: string, message: any }>) => void): void
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void
+  addEventListener(type: 'message', listener: (event: DetailEvent<{ id: string, message: any }>) => void): void
+  addEventListener(type: string, listener: Listener, options?: boolean | { capture?: boolean, once?: boolean, passive?: boolean, signal?: any }): void
 }
 
 export interface ReceiverOptions {
   driver: Driver
-  iceServers?: RTCIceServer[]
+  iceServers?: IceServer[]
   connectionTimeout?: number
   /** Seconds between invokes while no sender is connected (default 30). */
   pingInterval?: number
@@ -71,19 +101,20 @@ export interface ReceiverOptions {
 
 type Detail<T> = { id: string, state: Record<string, any> } & T
 
-export declare class Receiver extends EventTarget {
+export declare class Receiver extends EventTargetBase {
   constructor(options: ReceiverOptions)
   readonly id: string | null
+  readonly room: string | null
   start(options?: { room?: string, credentials?: any }): void
   stop(): void
-  addEventListener(type: 'stream', listener: (event: CustomEvent<Detail<{ stream: MediaStream }>>) => void): void
-  addEventListener(type: 'message', listener: (event: CustomEvent<Detail<{ message: any }>>) => void): void
-  addEventListener(type: 'channel', listener: (event: CustomEvent<Detail<{ channel: RTCDataChannel }>>) => void): void
-  addEventListener(type: 'sync', listener: (event: CustomEvent<Detail<{}>>) => void): void
-  addEventListener(type: 'connect', listener: (event: CustomEvent<Detail<{ peer: RTCPeerConnection }>>) => void): void
-  addEventListener(type: 'dispose', listener: (event: CustomEvent<Detail<{ peer: RTCPeerConnection, error?: Error }>>) => void): void
-  addEventListener(type: 'error', listener: (event: CustomEvent<{ id: string | null, error: Error }>) => void): void
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void
+  addEventListener(type: 'stream', listener: (event: DetailEvent<Detail<{ stream: MediaStreamLike }>>) => void): void
+  addEventListener(type: 'message', listener: (event: DetailEvent<Detail<{ message: any }>>) => void): void
+  addEventListener(type: 'channel', listener: (event: DetailEvent<Detail<{ channel: RTCDataChannelLike }>>) => void): void
+  addEventListener(type: 'sync', listener: (event: DetailEvent<Detail<{}>>) => void): void
+  addEventListener(type: 'connect', listener: (event: DetailEvent<Detail<{ peer: RTCPeerConnectionLike }>>) => void): void
+  addEventListener(type: 'dispose', listener: (event: DetailEvent<Detail<{ peer: RTCPeerConnectionLike, error?: Error }>>) => void): void
+  addEventListener(type: 'error', listener: (event: DetailEvent<{ id: string | null, error: Error }>) => void): void
+  addEventListener(type: string, listener: Listener, options?: boolean | { capture?: boolean, once?: boolean, passive?: boolean, signal?: any }): void
 }
 
 /** In-process delivery: for tests and prototypes. */
@@ -95,7 +126,8 @@ export declare class MemoryDriver implements Driver {
 
 /** Tabs of one origin, no server. */
 export declare class BroadcastChannelDriver implements Driver {
-  constructor(options?: { name?: string })
+  /** `BroadcastChannel`: the class to use (default: the global one). */
+  constructor(options?: { name?: string, BroadcastChannel?: new (name: string) => any })
   on(namespace: string[], handler: (message: any) => void): void
   off(namespace: string[], handler: (message: any) => void): void
   emit(namespace: string[], message: any): void
@@ -104,10 +136,12 @@ export declare class BroadcastChannelDriver implements Driver {
 
 /** Our worker's topic pub/sub at `${workerUrl}/pubsub/${namespace}`. */
 export declare class WebSocketDriver implements Driver {
-  constructor(options: { workerUrl: string, namespace?: string, WebSocket?: { new (url: string): WebSocket }, queueSize?: number })
+  constructor(options: { workerUrl: string, namespace?: string, WebSocket?: WebSocketClass, queueSize?: number })
   on(namespace: string[], handler: (message: any) => void): void
   off(namespace: string[], handler: (message: any) => void): void
   emit(namespace: string[], message: any): void
   close(): void
   onerror?: (error: Error) => void
 }
+
+export {}

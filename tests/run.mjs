@@ -22,7 +22,9 @@ try {
 
   const dir = join(import.meta.dirname, 'suites')
   const files = readdirSync(dir).filter(f => f.endsWith('.test.mjs')).filter(f => only.length === 0 || only.some(o => f.includes(o)))
-  const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files.map(f => join(dir, f))], {
+  // TEST_NAME_PATTERN runs only the matching tests of the chosen suites (node --test-name-pattern).
+  const pattern = process.env.TEST_NAME_PATTERN ? [`--test-name-pattern=${process.env.TEST_NAME_PATTERN}`] : []
+  const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...pattern, ...files.map(f => join(dir, f))], {
     stdio: 'inherit',
     env: {
       ...process.env,

@@ -128,6 +128,29 @@ for (const [libA, libB] of [['/p2pcf.js', '/p2pcf.js'], ['/ours.js', '/ours.js']
   })
 }
 
+for (const [libA, libB] of [['/p2pcf.js', '/p2pcf.js'], ['/ours.js', '/ours.js'], ['/ours.js', '/p2pcf.js'], ['/p2pcf.js', '/ours.js']]) {
+  const label = lib => (lib === '/ours.js' ? 'client-js' : 'p2pcf')
+  test(`both sides add a camera the moment they connect, and both videos arrive (${label(libA)} ↔ ${label(libB)})`, async () => {
+    const room = randomId('glare-')
+    const [a, b] = [await openPeer(room, 'alice', libA), await openPeer(room, 'bobby', libB)]
+    await waitConnected(a, 1)
+    await waitConnected(b, 1)
+    const addedAt = Date.now()
+    await Promise.all([a.page.evaluate(id => window.addCamera(id), b.sessionId), b.page.evaluate(id => window.addCamera(id), a.sessionId)])
+    const videoFrom = (to, from) => to.page.evaluate(id => window.events.some(e => e.type === 'track' && e.id === id && e.kind === 'video'), from.sessionId)
+    await waitFor(async () => (await videoFrom(a, b)) && (await videoFrom(b, a)), 20_000, 'both video tracks to arrive')
+    console.log(`browser (${label(libA)} ↔ ${label(libB)}): both cameras arrived ${Date.now() - addedAt} ms after both added them`)
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    for (const [peer, other] of [[a, b], [b, a]]) {
+      assert.deepEqual(await connected(peer), [other.sessionId], `${peer.client} is still connected`)
+      const closes = await peer.page.evaluate(() => window.events.filter(e => e.type === 'peerclose'))
+      assert.deepEqual(closes, [], `${peer.client} saw no peerclose`)
+    }
+    await a.context.close()
+    await b.context.close()
+  })
+}
+
 test('a reloaded page rejoins with the same context id and leaves no ghost', async () => {
   const room = randomId('reload-')
   const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
