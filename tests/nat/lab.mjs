@@ -22,6 +22,7 @@ const WORKER_URL = `http://${WORKER_IP}:8787`
 /** Two coturn instances, one per address: each serves STUN and TURN (relaying from its own address). */
 const TURNS = STUN_IPS.map(address => `turn:${address}:3478,lab,labpass`)
 const PAIR_TIMEOUT_S = 45
+const NO_CONNECT_TIMEOUT_S = 25
 const LAB_DEADLINE_MS = 10 * 60_000
 const PREFIX = 'p2l-'
 
@@ -180,8 +181,8 @@ async function startServices () {
 }
 
 /** One command-line peer in `place` (with `turn`, a --turn spec, or none); resolves to its exit code and JSON events. */
-function cliPeer (place, room, name, turn) {
-  const args = [CLI, '--worker', WORKER_URL, '--room', room, '--name', name, '--json', '--exit-after-connect', '1', '--timeout', String(PAIR_TIMEOUT_S), '--connect-timeout', '30',
+function cliPeer (place, room, name, turn, timeout = PAIR_TIMEOUT_S) {
+  const args = [CLI, '--worker', WORKER_URL, '--room', room, '--name', name, '--json', '--exit-after-connect', '1', '--timeout', String(timeout), '--connect-timeout', '30',
     ...STUN_IPS.flatMap(address => ['--stun', `stun:${address}:3478`]), ...(turn ? ['--turn', turn] : []),
     ...(process.env.NAT_TRANSPORT ? ['--transport', process.env.NAT_TRANSPORT] : [])]
   return peerProcess(place, process.execPath, args)
@@ -223,7 +224,9 @@ const CASES = [
 
 async function runPair (places, [left, right, turn, expected, why], index) {
   const room = `nat-lab-${Date.now().toString(36)}-${index}`
-  const results = await Promise.all([cliPeer(places[left], room, `${left}-peer`, turn && TURNS[0]), cliPeer(places[right], room, `${right}-peer`, turn && TURNS[1])])
+  // A pair that must not connect gets less time: the others connect in ~10 s.
+  const timeout = expected === 'none' ? NO_CONNECT_TIMEOUT_S : PAIR_TIMEOUT_S
+  const results = await Promise.all([cliPeer(places[left], room, `${left}-peer`, turn && TURNS[0], timeout), cliPeer(places[right], room, `${right}-peer`, turn && TURNS[1], timeout)])
   const result = { ...outcome(results), raw: results }
   const ok = expected === 'none' ? !result.connected : result.connected && result.path === expected
   return { left, right, turn, expected, why, ...result, ok }
@@ -262,20 +265,24 @@ async function main () {
     return await new Promise(() => {})
   }
   const only = process.env.NAT_ONLY?.split(',').map(Number) // run these cases only (0-based), for debugging
-  for (const [i, testCase] of CASES.entries()) {
-    if (only && !only.includes(i)) continue
-    const result = await runPair(places, testCase, i)
+  const runs = CASES.flatMap((testCase, i) => only && !only.includes(i) ? [] : [() => runPair(places, testCase, i)])
+  if (!process.env.NAT_SKIP_BROWSER) runs.push(() => runBrowserPair(places))
+  for (const run of runs) {
+    let result = await run()
     if (process.env.NAT_DEBUG) console.log(['coturn-0', 'coturn-1'].map(n => n + ':\n' + logs[n]().split('\n').filter(l => /error|403|forbidden|permission|peer|relay/i.test(l)).slice(-30).join('\n')).join('\n'))
-    console.log(line(result))
-    results.push(result)
-  }
-  if (!process.env.NAT_SKIP_BROWSER) {
-    const result = await runBrowserPair(places)
-    console.log(line(result))
+    if (!result.ok) {
+      // Hole punching races timers on both sides; on a loaded machine a pair can miss once. It
+      // gets one more run, and both outcomes are printed (and counted in the summary below).
+      console.log(`${line(result)}   (first run; running the pair again)`)
+      result = { ...(await run()), retried: true }
+    }
+    console.log(line(result) + (result.retried ? '   (second run)' : ''))
     results.push(result)
   }
   if (process.env.NAT_RESULTS) writeFileSync(process.env.NAT_RESULTS, JSON.stringify(results, null, 2))
   const good = results.filter(r => r.ok).length
+  const retried = results.filter(r => r.retried).length
+  if (retried) console.log(`nat: ${retried} pair(s) needed a second run; ${results.filter(r => r.retried && r.ok).length} of them then connected as expected`)
   console.log(`nat: ${good} of ${results.length} pairs connected as expected`)
   cleanup()
   process.exit(good === results.length ? 0 : 1)
