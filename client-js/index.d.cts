@@ -114,6 +114,10 @@ declare namespace P2PCF {
     idlePollingAfterMs?: number
     idlePollingRateMs?: number
     rtcPeerConnectionOptions?: PeerConnectionConfig
+    /** Second argument of every RTCPeerConnection (legacy, browser-specific constraints). */
+    rtcPeerConnectionProprietaryConstraints?: object
+    /** Applied to every local description (offers and answers, the handshake's and later ones). */
+    sdpTransform?: (sdp: string) => string
     /** Ours: the WebRTC implementation (e.g. `@roamhq/wrtc` in Node). Default: the global one. */
     rtc?: RtcImplementation
     /** Ours: a fixed context id where there is no `history` (Node). Default: random. */

@@ -93,20 +93,28 @@ export class P2PCF extends Emitter {
       maxMessageBytes: o.maxMessageBytes || 64 * 1024 * 1024,
       fetchTimeoutMs: o.fetchTimeoutMs || 20000,
       peerOptions: o.rtcPeerConnectionOptions || {},
+      peerConstraints: o.rtcPeerConnectionProprietaryConstraints,
+      sdpTransform: o.sdpTransform,
       transport: o.transport || 'polling'
     })
     if (!['auto', 'websocket', 'polling'].includes(this.transport)) throw new Error("transport must be 'auto', 'websocket' or 'polling'")
     this._WebSocket = o.WebSocket || globalThis.WebSocket
-    if (this.transport === 'websocket' && !this._WebSocket) throw new Error("transport 'websocket' needs a WebSocket implementation: pass options.WebSocket (in Node 20, the ws package)")
+    if (this.transport === 'websocket' && !this._WebSocket) throw new Error("transport 'websocket' needs options.WebSocket (in Node 20: the ws package)")
     this.signalling = null // 'websocket' or 'polling', once known
     this.rtc = o.rtc || globalThis
     this._fetch = o.fetch || ((...args) => globalThis.fetch(...args))
-    this.sessionId = randomString(20)
     this.contextId = contextIdFor(o.contextId)
+    this._reset()
+  }
+
+  /** A fresh session's state: at construction, and when a page comes back from the bfcache. */
+  _reset () {
+    this.sessionId = randomString(20)
     this.peers = new Map()
     this.connectedSessions = []
     this.packages = []
     this.destroyed = false
+    this._left = false
     this._cert = null
     this._network = null
     this._dataTimestamp = null
@@ -121,7 +129,6 @@ export class P2PCF extends Emitter {
     const now = Date.now()
     this._stopFastAt = now + this.fastPollingDurationMs
     this._startIdleAt = now + this.idlePollingAfterMs
-    this._lastPeerIds = []
     this._sendQueues = new Map() // peer -> the promise of its last send, to keep order
     this._socket = null
     this._socketRows = new Map() // session -> its peer row, from its announcement
@@ -145,9 +152,18 @@ export class P2PCF extends Emitter {
     this._network = await this._probe()
     if (this.destroyed) return
     this._reprobe()
-    if (globalThis.addEventListener) {
-      this._onUnload = () => this.destroy()
+    if (globalThis.addEventListener && !this._onUnload) {
+      // Leaving the page leaves the room. A page kept in the back-forward cache and shown again
+      // rejoins as a new session (its connections and room row are gone) instead of staying dead.
+      this._onUnload = event => { this._frozen = event.persisted; this.destroy() }
+      this._onShow = event => {
+        if (!event.persisted || !this._frozen) return
+        this._frozen = false
+        this._reset()
+        this.start().catch(err => this.emit('error', err))
+      }
       globalThis.addEventListener('pagehide', this._onUnload)
+      globalThis.addEventListener('pageshow', this._onShow)
     }
     if (this.transport === 'polling' || !this._WebSocket) {
       this._loop()
@@ -279,13 +295,14 @@ export class P2PCF extends Emitter {
   async _loop () {
     if (this.destroyed) return
     this.signalling = 'polling'
+    const started = Date.now()
     let delay = this.slowPollingRateMs
     try {
       delay = await this._step()
     } catch (err) {
       this.emit('error', err)
     }
-    this._later(delay, () => this._loop())
+    this._later(Math.max(0, started + delay - Date.now()), () => this._loop()) // as p2pcf: from the request's start
   }
 
   /** One poll; returns how long to wait before the next. */
@@ -304,23 +321,29 @@ export class P2PCF extends Emitter {
       identify(payload)
       if (heartbeatDue || packagesChanged) publish(payload)
     }
+    const session = this.sessionId // a page back from the bfcache is a new session meanwhile
     const answer = await this._post(payload)
+    if (session !== this.sessionId) return Infinity
     this._keyArrived(answer.dk)
     if (this.destroyed) return Infinity
     if (!this._sentFirstPoll && answer.ps.length === 0) {
       // Alone in the room: publish at once so the next joiner finds us sooner.
-      this._keyArrived((await this._post(publish(identify(payload)))).dk)
+      const { dk } = await this._post(publish(identify(payload)))
+      if (session !== this.sessionId) return Infinity
+      this._keyArrived(dk)
       if (this.destroyed) return Infinity
     }
     this._sentFirstPoll = true
+    const known = [...this.peers.keys()]
     this._handle(answer.ps, answer.pk)
 
+    // As p2pcf: fast again whenever the listed peers are not the ones we have connections (or
+    // handshakes) with, so a listed peer we are not yet talking to keeps polling fast.
     const ids = answer.ps.map(row => row[0])
-    if (ids.length !== this._lastPeerIds.length || ids.some(id => !this._lastPeerIds.includes(id))) {
+    if (ids.length !== known.length || ids.some(id => !known.includes(id))) {
       this._stopFastAt = now + this.fastPollingDurationMs
       this._startIdleAt = now + this.idlePollingAfterMs
     }
-    this._lastPeerIds = ids
     const handshaking = [...this.peers.values()].some(peer => !peer.connected)
     if (now < this._stopFastAt || handshaking) return this.fastPollingRateMs
     if (now > this._startIdleAt) return this.idlePollingRateMs
@@ -369,7 +392,7 @@ export class P2PCF extends Emitter {
 
   _newPeer (session, clientId, initiator, iceServers) {
     const config = { ...this.peerOptions, iceServers, ...(this._cert ? { certificates: [this._cert] } : {}) }
-    const peer = new Peer({ id: session, clientId, initiator, rtc: this.rtc, config })
+    const peer = new Peer({ id: session, clientId, initiator, rtc: this.rtc, config, constraints: this.peerConstraints, sdpTransform: this.sdpTransform })
     this.peers.set(session, peer)
     this._reassemblers.set(session, new Reassembler(this.maxMessageBytes))
     peer.on('connect', () => {
@@ -546,7 +569,11 @@ export class P2PCF extends Emitter {
     for (const timer of this._timers) clearTimeout(timer)
     this._timers.clear()
     this._abortProbe?.()
-    if (this._onUnload) globalThis.removeEventListener('pagehide', this._onUnload)
+    if (this._onUnload && !this._frozen) {
+      globalThis.removeEventListener('pagehide', this._onUnload)
+      globalThis.removeEventListener('pageshow', this._onShow)
+      this._onUnload = null
+    }
     for (const peer of [...this.peers.values()]) peer.destroy()
     this._socket?.close()
     this._leave()

@@ -13,7 +13,7 @@ import { Emitter } from './emitter.js'
 import { setCredentials } from './sdp.js'
 
 export class Peer extends Emitter {
-  constructor ({ id, clientId, initiator, rtc, config }) {
+  constructor ({ id, clientId, initiator, rtc, config, constraints, sdpTransform }) {
     super()
     this.id = id
     this.client_id = clientId
@@ -21,7 +21,8 @@ export class Peer extends Emitter {
     this.connected = false
     this.destroyed = false
     this._streams = new Set()
-    this._pc = new rtc.RTCPeerConnection(config)
+    this._transform = sdpTransform || (sdp => sdp) // as simple-peer: applied to every local description
+    this._pc = new rtc.RTCPeerConnection(config, constraints)
     this._pc.onicecandidate = ({ candidate }) => {
       if (this.destroyed) return
       if (!this.connected) this.emit('candidate', candidate?.candidate || null)
@@ -63,9 +64,14 @@ export class Peer extends Emitter {
 
   /** Peer B: create and apply the local offer; returns its SDP. */
   async createOffer () {
-    const offer = await this._pc.createOffer()
-    await this._pc.setLocalDescription(offer)
-    return offer.sdp
+    return this._setLocal('offer', (await this._pc.createOffer()).sdp)
+  }
+
+  /** Apply a local description after the user's `sdpTransform`; returns what was applied. */
+  async _setLocal (type, sdp) {
+    sdp = this._transform(sdp)
+    await this._pc.setLocalDescription({ type, sdp })
+    return sdp
   }
 
   /** Peer B: apply the answer built from peer A's published data. */
@@ -77,9 +83,7 @@ export class Peer extends Emitter {
   async acceptOffer (sdp, ufrag, pwd) {
     await this._pc.setRemoteDescription({ type: 'offer', sdp })
     const answer = await this._pc.createAnswer()
-    const local = setCredentials(answer.sdp, ufrag, pwd)
-    await this._pc.setLocalDescription({ type: 'answer', sdp: local })
-    return local
+    return this._setLocal('answer', setCredentials(answer.sdp, ufrag, pwd))
   }
 
   /** Add remote ICE candidate lines (from a package). */
@@ -99,9 +103,7 @@ export class Peer extends Emitter {
       if (data.candidate) await pc.addIceCandidate(data.candidate)
       if (data.type === 'offer' && !this.initiator) {
         await pc.setRemoteDescription(data)
-        const answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-        this.emit('signal', { type: 'answer', sdp: answer.sdp })
+        this.emit('signal', { type: 'answer', sdp: await this._setLocal('answer', (await pc.createAnswer()).sdp) })
         // A track we added that the offer had no place for: ask the initiator for one.
         for (const t of pc.getTransceivers?.() || []) {
           if (!t.mid && t.sender.track && !t._requested) {
@@ -133,9 +135,7 @@ export class Peer extends Emitter {
 
   async _offer () {
     try {
-      const offer = await this._pc.createOffer()
-      await this._pc.setLocalDescription(offer)
-      this.emit('signal', { type: 'offer', sdp: offer.sdp })
+      this.emit('signal', { type: 'offer', sdp: await this.createOffer() })
     } catch (err) {
       this._negotiating = false
       this.emit('error', err)

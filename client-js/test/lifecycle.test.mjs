@@ -87,3 +87,25 @@ test('without WebRTC (Node with no rtc option), start() says what to pass', asyn
   const p2pcf = new P2PCF('client-1', 'room-1', { fetch: async () => { throw new Error('no request expected') } })
   await assert.rejects(p2pcf.start(), /pass options\.rtc \(in Node: rtc: require\('@roamhq\/wrtc'\)\)/)
 })
+
+test('a page restored from the back-forward cache rejoins as a new session instead of staying dead', async t => {
+  const listeners = {}
+  globalThis.addEventListener = (type, fn) => { listeners[type] = fn }
+  globalThis.removeEventListener = (type, fn) => { if (listeners[type] === fn) delete listeners[type] }
+  t.after(() => { delete globalThis.addEventListener; delete globalThis.removeEventListener })
+  const { p2pcf, requests } = scripted(body => body.dk ? {} : { ps: [], pk: [], dk: `key-of-${body.d?.[0]}` })
+  await p2pcf.start()
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const first = p2pcf.sessionId
+  listeners.pagehide({ persisted: true }) // into the bfcache: leave the room
+  assert.equal(p2pcf.destroyed, true)
+  assert.equal(requests.filter(r => r.method === 'DELETE').length, 1)
+  listeners.pageshow({ persisted: true }) // back: join again
+  await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(p2pcf.destroyed, false)
+  assert.notEqual(p2pcf.sessionId, first)
+  const rejoined = requests.filter(r => r.body.d?.[0] === p2pcf.sessionId && r.body.p)
+  assert.equal(rejoined.length, 1, 'the new session published itself')
+  p2pcf.destroy()
+  assert.deepEqual(Object.keys(listeners), [], 'destroy() by the user removes the page listeners')
+})

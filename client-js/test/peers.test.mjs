@@ -86,3 +86,19 @@ test('A\'s package arriving while B applies its own answer does not apply a seco
   assert.equal(p2pcf.peers.get('session-a'), peer)
   p2pcf.destroy()
 })
+
+test('sdpTransform reaches every local description and the proprietary constraints reach the connection, as in p2pcf', async () => {
+  const constraints = { optional: [{ googDscp: true }] }
+  const applied = []
+  class Recording extends ScriptedConnection {
+    constructor (config, second) { super(); this.second = second }
+    async setLocalDescription (description) { applied.push(description); return super.setLocalDescription(description) }
+  }
+  const p2pcf = new P2PCF('client-1', 'room-1', { rtc: { RTCPeerConnection: Recording }, sdpTransform: sdp => sdp + 'a=x-transformed\r\n', rtcPeerConnectionProprietaryConstraints: constraints })
+  await p2pcf._connectAsB('session-a', 'alice', [], null, [])
+  const peer = p2pcf.peers.get('session-a')
+  assert.equal(peer._pc.second, constraints)
+  assert.ok(applied.length === 1 && applied[0].sdp.endsWith('a=x-transformed\r\n'), 'the offer went through sdpTransform')
+  assert.ok(p2pcf.packages.length === 0 && peer._answerWith, 'B waits for A with the transformed offer applied')
+  p2pcf.destroy()
+})

@@ -136,3 +136,31 @@ test('a peer that never connects is reported with peerfailed, not peerclose', as
   assert.deepEqual(events, [['peerfailed', 'remote-session', 'did not connect in time']])
   p2pcf.destroy()
 })
+
+test('polling stays fast while a listed peer has no connection (as p2pcf), not only for 10 s', async () => {
+  // A peer that joined before us: we answer it (A) once its package comes, which it has not sent.
+  const row = ['other-session', 'client-2', false, 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', 1000, [], 1_700_000_000_000]
+  const worker = fakeWorker(() => ({ ps: [row], pk: [], dk: 'delete-me' }))
+  const p2pcf = client(worker)
+  await p2pcf.start()
+  await advance(30_000)
+  const late = worker.calls.filter(c => c.at - worker.calls[0].at > 12_000)
+  const gaps = late.slice(1).map((c, i) => c.at - late[i].at)
+  assert.ok(gaps.length >= 8 && gaps.every(g => g === 1500), `still fast 12-30 s in: ${gaps}`)
+  p2pcf.destroy()
+})
+
+test('the poll interval counts from the start of the request, as p2pcf\'s', async () => {
+  const worker = fakeWorker()
+  const slowFetch = async (url, init) => {
+    await new Promise(resolve => setTimeout(resolve, 1000)) // every request takes a second
+    return worker.fetch(url, init)
+  }
+  const p2pcf = client({ fetch: slowFetch })
+  await p2pcf.start()
+  await advance(9_000)
+  const starts = worker.calls.slice(2).map(c => c.at - 1000) // when each request was sent
+  const gaps = starts.slice(1).map((at, i) => at - starts[i])
+  assert.ok(gaps.length >= 3 && gaps.every(g => g === 1500), `a poll every 1.5 s, not every 2.5 s: ${gaps}`)
+  p2pcf.destroy()
+})
