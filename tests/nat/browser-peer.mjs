@@ -1,10 +1,10 @@
 // A Chromium peer for the NAT lab, run inside a LAN namespace: opens our worker's /demo page (for
 // its origin and /p2pcf.js, the client-js bundle), joins the room with client-js, and prints the
 // same JSON lines as p2pcf-peer --json (start, connect with the selected candidate pair).
-// usage: browser-peer.mjs WORKER_URL ROOM STUN_IP,STUN_IP TURN_URL,USER,PASS TIMEOUT_S
+// usage: browser-peer.mjs WORKER_URL ROOM STUN_IP,STUN_IP TURN_URL,USER,PASS TIMEOUT_S [TRANSPORT]
 import { launchChromium } from '../lib/browser.mjs'
 
-const [workerUrl, room, stunIps, turn, timeoutS] = process.argv.slice(2)
+const [workerUrl, room, stunIps, turn, timeoutS, transport = 'polling'] = process.argv.slice(2)
 const [turnUrl, username, credential] = turn.split(',')
 const started = Date.now()
 const print = event => console.log(JSON.stringify({ ...event, ms: Date.now() - started }))
@@ -19,10 +19,11 @@ try {
   const page = await browser.newPage()
   await page.goto(`${workerUrl}/demo`)
   print({ event: 'start', room })
-  const pair = await page.evaluate(async ({ workerUrl, room, stunIps, turnUrl, username, credential }) => {
+  const pair = await page.evaluate(async ({ workerUrl, room, stunIps, turnUrl, username, credential, signalling }) => {
     const { default: P2PCF } = await import('/p2pcf.js')
     const p2pcf = new P2PCF('chromium-peer', room, {
       workerUrl,
+      transport: signalling,
       stunIceServers: stunIps.split(',').map(ip => ({ urls: `stun:${ip}:3478` })),
       turnIceServers: [{ urls: turnUrl, username, credential }]
     })
@@ -35,7 +36,7 @@ try {
     const result = { local: side(byId(chosen?.localCandidateId)), remote: side(byId(chosen?.remoteCandidateId)), peer: peer.id }
     setTimeout(() => p2pcf.destroy(), 1000)
     return result
-  }, { workerUrl, room, stunIps, turnUrl, username, credential })
+  }, { workerUrl, room, stunIps, turnUrl, username, credential, signalling: transport })
   print({ event: 'connect', ...pair })
   await new Promise(resolve => setTimeout(resolve, 1500))
   clearTimeout(timer)

@@ -235,7 +235,7 @@ async function runPair (places, [left, right, turn, expected, why], index) {
 /** The mixed case: Chromium behind a cone NAT, a command-line peer behind a symmetric one, with TURN. */
 async function runBrowserPair (places) {
   const room = `nat-lab-browser-${Date.now().toString(36)}`
-  const browser = peerProcess(places['cone-b'], process.execPath, [join(ROOT, 'tests/nat/browser-peer.mjs'), WORKER_URL, room, STUN_IPS.join(','), TURNS[0], String(PAIR_TIMEOUT_S)])
+  const browser = peerProcess(places['cone-b'], process.execPath, [join(ROOT, 'tests/nat/browser-peer.mjs'), WORKER_URL, room, STUN_IPS.join(','), TURNS[0], String(PAIR_TIMEOUT_S), process.env.NAT_TRANSPORT || 'polling'])
   const cli = cliPeer(places['symmetric-b'], room, 'cli-behind-symmetric', TURNS[1])
   const results = await Promise.all([browser, cli])
   const result = outcome(results)
