@@ -102,3 +102,20 @@ test('sdpTransform reaches every local description and the proprietary constrain
   assert.ok(p2pcf.packages.length === 0 && peer._answerWith, 'B waits for A with the transformed offer applied')
   p2pcf.destroy()
 })
+
+test('two peers\' chunked messages with the same message id, interleaved, each arrive whole (p2pcf keys chunks by id alone)', async () => {
+  const { chunk } = await import('../src/chunks.js')
+  const { p2pcf } = client()
+  const [bob, cleo] = [p2pcf._newPeer('session-b', 'bob', true, []), p2pcf._newPeer('session-c', 'cleo', true, [])]
+  const received = []
+  p2pcf.on('msg', (peer, data) => received.push([peer.id, new Uint8Array(data)]))
+  const fromBob = new Uint8Array(40_000).fill(1)
+  const fromCleo = new Uint8Array(40_000).fill(2)
+  const [partsB, partsC] = [[...chunk(fromBob, 7)], [...chunk(fromCleo, 7)]] // the same id: 1 in 65,536
+  for (let i = 0; i < partsB.length; i++) {
+    p2pcf._receive(bob, partsB[i])
+    p2pcf._receive(cleo, partsC[i])
+  }
+  assert.deepEqual(received, [['session-b', fromBob], ['session-c', fromCleo]])
+  p2pcf.destroy()
+})

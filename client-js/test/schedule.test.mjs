@@ -106,15 +106,30 @@ test('idlePollingRateMs = Infinity stops polling', async () => {
   p2pcf.destroy()
 })
 
-test('destroy() during start() leaves nothing behind', async () => {
-  const worker = fakeWorker()
-  const p2pcf = client(worker)
-  const starting = p2pcf.start()
-  p2pcf.destroy()
-  await starting
-  await advance(30_000, 1_000)
-  assert.equal(worker.calls.length, 0)
-  assert.equal(p2pcf._timers.size, 0)
+test('destroy() during start() leaves nothing behind: no probe, no poll, no timer, no page listener', async t => {
+  const listeners = []
+  globalThis.addEventListener = type => listeners.push(type)
+  globalThis.removeEventListener = () => {}
+  t.after(() => { delete globalThis.addEventListener; delete globalThis.removeEventListener })
+  let connections = 0
+  class Counted extends FakePeerConnection {
+    constructor () { super(); connections++ }
+    async setLocalDescription () {} // gathering never ends: the probe waits
+  }
+  for (const stopAt of ['certificate', 'probe']) {
+    connections = 0
+    const worker = fakeWorker()
+    const p2pcf = client(worker, { rtc: { RTCPeerConnection: Counted } })
+    const starting = p2pcf.start()
+    if (stopAt === 'probe') await flush() // the probe's connection exists and waits for candidates
+    p2pcf.destroy()
+    await starting
+    await advance(30_000, 1_000)
+    assert.equal(connections, stopAt === 'probe' ? 1 : 0, `destroyed at the ${stopAt}: no (further) connection`)
+    assert.equal(worker.calls.length, 0, `destroyed at the ${stopAt}: no request`)
+    assert.equal(p2pcf._timers.size, 0)
+    assert.deepEqual(listeners, [], `destroyed at the ${stopAt}: no page listener left behind`)
+  }
 })
 
 test('a peer that never connects is reported with peerfailed, not peerclose', async () => {

@@ -49,6 +49,9 @@ async function waitConnected (peer, count) {
   return waitFor(async () => (await connected(peer)).length >= count && connected(peer), 30_000, `${peer.client} to connect to ${count} peer(s)`)
 }
 
+/** p2pcf 1.3.14's page load → first message in the first test, for client-js's to beat. */
+let referenceFirstMessageMs = null
+
 test('two peers connect and exchange short and 100 kB messages both ways, byte-exact', async () => {
   const room = randomId('browser-')
   const [a, b] = [await openPeer(room, 'alice'), await openPeer(room, 'bobby')]
@@ -67,7 +70,8 @@ test('two peers connect and exchange short and 100 kB messages both ways, byte-e
     assert.deepEqual(digests, expected, `${from.client} → ${to.client}`)
   }
   const firstMessage = await b.page.evaluate(() => window.firstMessageAt)
-  console.log(`browser: page load to first message ${firstMessage - b.openedAt} ms (second peer; polling at p2pcf defaults)`)
+  referenceFirstMessageMs = firstMessage - b.openedAt
+  console.log(`browser: page load to first message ${referenceFirstMessageMs} ms (second peer; polling at p2pcf defaults)`)
   await a.context.close()
   await b.context.close()
 })
@@ -222,7 +226,7 @@ test('a mixed room: client-js and p2pcf 1.3.14 peers connect every pair and mess
   for (const peer of peers) await peer.context.close()
 })
 
-test('client-js in the browser: connect time with the same polling rates as the p2pcf figure above', async () => {
+test('client-js in the browser: faster to the first message than p2pcf above, at the same polling rates', async () => {
   const room = randomId('ours-')
   const a = await openPeer(room, 'ours-alice', '/ours.js')
   const b = await openPeer(room, 'ours-bobby', '/ours.js')
@@ -231,7 +235,11 @@ test('client-js in the browser: connect time with the same polling rates as the 
   await a.page.evaluate(id => window.sendTo(id, 9, 100_000), b.sessionId)
   await waitFor(() => b.page.evaluate(() => window.firstMessageAt), 15_000, 'the first message')
   const firstMessage = await b.page.evaluate(() => window.firstMessageAt)
-  console.log(`browser: client-js page load to first message ${firstMessage - b.openedAt} ms (second peer; p2pcf default polling)`)
+  const ours = firstMessage - b.openedAt
+  console.log(`browser: client-js page load to first message ${ours} ms (second peer; p2pcf default polling); p2pcf ${referenceFirstMessageMs ?? '(not run)'} ms`)
+  // Measured 5.0 s against p2pcf's 8.3 s. Run alone (a name filter), only the absolute bound holds.
+  assert.ok(ours < 10_000, `client-js: first message ${ours} ms after the page opened`)
+  if (referenceFirstMessageMs !== null) assert.ok(ours < referenceFirstMessageMs, `client-js ${ours} ms, p2pcf ${referenceFirstMessageMs} ms`)
   await a.context.close()
   await b.context.close()
 })
