@@ -89,14 +89,12 @@ export class Reassembler {
     const offset = index * CHUNK_PAYLOAD_BYTES
     const size = Math.min(CHUNK_PAYLOAD_BYTES, total - offset)
     const payload = bytes.byteLength - CHUNK_HEADER_BYTES
-    const malformed = total !== entry.bytes.byteLength ? 'a total length that changed mid-message'
-      : index >= entry.chunks ? `chunk ${index} of a ${entry.chunks}-chunk message`
-        : payload < size || payload > size + 3 ? `a ${payload}-byte payload where ${size} bytes (plus padding) belong`
-          : entry.seen[index] ? `chunk ${index} twice`
-            : last !== (index === entry.chunks - 1) ? `a last-chunk flag on chunk ${index} of ${entry.chunks}` : null
-    if (malformed) {
+    // A total that changed mid-message, an index past the end, a payload of the wrong size, a
+    // chunk seen twice, or a last-chunk flag on the wrong chunk.
+    if (total !== entry.bytes.byteLength || index >= entry.chunks || payload < size || payload > size + 3 ||
+        entry.seen[index] || last !== (index === entry.chunks - 1)) {
       this._drop(id)
-      return { error: new RangeError(`dropped chunked message ${id}: ${malformed}`) }
+      return { error: new RangeError(`dropped chunked message ${id}: malformed chunk ${index}`) }
     }
     entry.bytes.set(bytes.subarray(CHUNK_HEADER_BYTES, CHUNK_HEADER_BYTES + size), offset)
     entry.seen[index] = 1
@@ -104,7 +102,7 @@ export class Reassembler {
     if (entry.count < entry.chunks && !last) return null
     this._drop(id)
     // Chunks travel in order on a reliable channel: a last chunk with others missing is a broken message.
-    if (entry.count < entry.chunks) return { error: new RangeError(`dropped chunked message ${id}: its last chunk came with ${entry.chunks - entry.count} missing`) }
+    if (entry.count < entry.chunks) return { error: new RangeError(`dropped chunked message ${id}: ${entry.chunks - entry.count} chunk(s) missing`) }
     return { message: entry.bytes }
   }
 
@@ -119,4 +117,21 @@ export class Reassembler {
     const now = this.now()
     for (const [id, entry] of this.pending) if (now - entry.touched > PARTIAL_MESSAGE_TTL_MS) this._drop(id)
   }
+}
+
+/** Signals (renegotiation) on the DataChannel start with p2pcf's four 16-bit words, little-endian. */
+const SIGNAL_HEADER = [0xab, 0x82, 0xcd, 0x81, 0x95, 0x12, 0xcb, 0xa1]
+
+/** A signal as p2pcf frames it: the header, then the JSON, padded to whole 16-bit words. */
+export function withSignalHeader (json) {
+  const payload = new TextEncoder().encode(json)
+  const bytes = new Uint8Array(8 + payload.length + payload.length % 2)
+  bytes.set(SIGNAL_HEADER)
+  bytes.set(payload, 8)
+  return bytes
+}
+
+/** The signal in a message, or null for a message that is not one. */
+export function readSignal (bytes) {
+  return SIGNAL_HEADER.every((byte, i) => bytes[i] === byte) ? JSON.parse(new TextDecoder().decode(bytes.subarray(8)).replace(/\0$/, '')) : null
 }

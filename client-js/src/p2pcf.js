@@ -12,15 +12,14 @@
 // candidates; everything after that travels over the DataChannel.
 import { Emitter } from './emitter.js'
 import { Peer } from './peer.js'
-import { Reassembler, chunk, needsChunking, toBytes } from './chunks.js'
+import { Reassembler, chunk, needsChunking, readSignal, toBytes, withSignalHeader } from './chunks.js'
 import { WorkerSocket } from './socket.js'
 import { analyseCandidates, createSdp, parseCandidate, readCredentials, reflexiveCandidates, settle } from './sdp.js'
+import { reconcile } from './room.js'
 
 const DEFAULT_STUN = [{ urls: 'stun:stun1.l.google.com:19302' }, { urls: 'stun:global.stun.twilio.com:3478' }]
 const DEFAULT_TURN = ['turn:openrelay.metered.ca:80', 'turn:openrelay.metered.ca:443', 'turn:openrelay.metered.ca:443?transport=tcp']
   .map(urls => ({ urls, username: 'openrelayproject', credential: 'openrelayproject' }))
-/** Signals sent over the DataChannel start with these four 16-bit words. */
-const SIGNAL_HEADER = [0x82ab, 0x81cd, 0x1295, 0xa1cb]
 /** Candidates are done once quiet this long (at least; see `settle`), or this long quiet at most. */
 const TRICKLE_QUIET_MS = 500
 const TRICKLE_TIMEOUT_MS = 3000
@@ -43,22 +42,6 @@ const UNPINNED_JOINED_AT = 1
 function randomString (length) {
   const bytes = crypto.getRandomValues(new Uint8Array(length))
   return btoa(String.fromCharCode(...bytes)).replaceAll('=', '')
-}
-
-function withSignalHeader (json) {
-  const payload = new TextEncoder().encode(json)
-  const bytes = new Uint8Array(SIGNAL_HEADER.length * 2 + payload.byteLength + (payload.byteLength % 2))
-  const view = new DataView(bytes.buffer)
-  SIGNAL_HEADER.forEach((word, i) => view.setUint16(i * 2, word, true))
-  bytes.set(payload, SIGNAL_HEADER.length * 2)
-  return bytes
-}
-
-function readSignal (bytes) {
-  if (bytes.byteLength < SIGNAL_HEADER.length * 2) return null
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  if (SIGNAL_HEADER.some((word, i) => view.getUint16(i * 2, true) !== word)) return null
-  return JSON.parse(new TextDecoder().decode(bytes.subarray(SIGNAL_HEADER.length * 2)).replace(/\0$/, ''))
 }
 
 /** The context id survives page reloads in history state (browsers), else comes from options. */
@@ -111,7 +94,6 @@ export class P2PCF extends Emitter {
   _reset () {
     this.sessionId = randomString(20)
     this.peers = new Map()
-    this.connectedSessions = []
     this.packages = []
     this.destroyed = false
     this._left = false
@@ -122,7 +104,6 @@ export class P2PCF extends Emitter {
     this._deleteKey = null
     this._sentFirstPoll = false
     this._processed = new Map() // remote session -> data timestamp already handled
-    this._answered = new Set() // remote sessions whose package we have applied
     this._answeredOffers = new Map() // remote session -> the ICE ufrag of the last offer we answered as A
     this._reassemblers = new Map()
     this._timers = new Set()
@@ -350,43 +331,26 @@ export class P2PCF extends Emitter {
     return this.slowPollingRateMs
   }
 
+  /** Carry out the room's rules (room.js) for the room as listed. */
   _handle (rows, packages) {
     const me = { session: this.sessionId, symmetric: this._network.isSymmetric, startedAt: this.startedAtTimestamp }
-    for (const [session, clientId, symmetric, fingerprint, startedAt, reflexiveIps, timestamp] of rows) {
-      // A row already handled starts nothing new, but its peer's package may have come since
-      // (over the socket a package arrives on its own, without a new row timestamp).
-      const seen = this._processed.get(session) === timestamp
-      // A is the symmetric side if only one is; else the later starter (ties: larger session id).
-      const iAmA = me.symmetric === symmetric
-        ? (me.startedAt === startedAt ? me.session > session : me.startedAt > startedAt)
-        : me.symmetric
-      const iceServers = me.symmetric || symmetric ? this.turnIceServers : this.stunIceServers
-      const theirPackage = packages.find(pkg => pkg[1] === session)
-      if (iAmA) {
-        // B gave up on our pending answer and offers again (a new ICE ufrag): answer the new offer.
-        const pending = this.peers.get(session)
-        if (pending && !pending.connected && theirPackage && pending._offerUfrag !== theirPackage[2]) this._drop(pending, 'superseded by a new offer')
-        if (this.peers.has(session) || !theirPackage || this._answeredOffers.get(session) === theirPackage[2]) continue
+    for (const { answer, offer, finish, drop, pkg, reason } of reconcile(me, rows, packages, this.peers, this._processed, this._answeredOffers)) {
+      const row = answer || offer
+      if (row) {
+        const [session, clientId, symmetric, fingerprint, startedAt, reflexiveIps, timestamp] = row
+        const iceServers = me.symmetric || symmetric ? this.turnIceServers : this.stunIceServers
         this._processed.set(session, timestamp)
-        this._answeredOffers.set(session, theirPackage[2])
-        this._answered.add(session)
-        this._connectAsA(session, clientId, iceServers, theirPackage)
-      } else {
-        if (!this.peers.has(session) && !seen) {
-          this._processed.set(session, timestamp)
+        if (answer) {
+          this._answeredOffers.set(session, pkg[2])
+          this._connectAsA(session, clientId, iceServers, pkg)
+        } else {
           this._connectAsB(session, clientId, iceServers, startedAt === UNPINNED_JOINED_AT ? null : fingerprint, reflexiveIps)
         }
-        const peer = this.peers.get(session)
-        const forThisAttempt = theirPackage && (theirPackage[5] ?? peer?._theirUfrag) === peer?._theirUfrag
-        if (forThisAttempt && !this._answered.has(session) && peer?._answerWith) {
-          this._answered.add(session)
-          this._finishAsB(peer, theirPackage)
-        }
+      } else if (finish) {
+        this._finishAsB(this.peers.get(finish), pkg)
+      } else {
+        this._drop(this.peers.get(drop), reason)
       }
-    }
-    const live = rows.map(row => row[0])
-    for (const [session, peer] of this.peers) {
-      if (!live.includes(session) && !peer.connected) this._drop(peer, 'left before connecting')
     }
   }
 
@@ -396,9 +360,7 @@ export class P2PCF extends Emitter {
     this.peers.set(session, peer)
     this._reassemblers.set(session, new Reassembler(this.maxMessageBytes))
     peer.on('connect', () => {
-      peer._everConnected = true // before our handlers: one that destroys the peer still gets peerclose
       this.packages = this.packages.filter(pkg => pkg[0] !== session)
-      this._updateConnected()
       this.emit('peerconnect', peer)
     })
     peer.on('data', data => this._receive(peer, data))
@@ -407,10 +369,10 @@ export class P2PCF extends Emitter {
     peer.on('close', () => {
       const ours = this.peers.get(peer.id) === peer // not already dropped (which says why)
       this._forget(peer)
-      if (peer._everConnected) this.emit('peerclose', peer)
+      if (peer.wasConnected) this.emit('peerclose', peer)
       else if (ours) this.emit('peerfailed', peer, 'the connection failed (ICE or DTLS)')
     })
-    this._later(this.connectTimeoutMs, () => { if (!peer._everConnected) this._drop(peer, 'did not connect in time') })
+    this._later(this.connectTimeoutMs, () => { if (!peer.wasConnected) this._drop(peer, 'did not connect in time') })
     return peer
   }
 
@@ -439,7 +401,7 @@ export class P2PCF extends Emitter {
     // Our candidates go back to B too, in case its hole punch toward us fails.
     // Echo the ufrag B chose for us, so B can tell this answer from one to an earlier offer.
     const pkg = [session, this.sessionId, null, null, null, myUfrag, null, Date.now(), []]
-    peer._offerUfrag = ufrag
+    peer.handshake.offerUfrag = ufrag
     this._gather(peer, pkg)
     try {
       const answer = await peer.acceptOffer(createSdp(true, ufrag, pwd, fingerprint), myUfrag, myPwd)
@@ -453,7 +415,7 @@ export class P2PCF extends Emitter {
   async _connectAsB (session, clientId, iceServers, theirFingerprint, theirIps) {
     const peer = this._newPeer(session, clientId, true, iceServers)
     const theirUfrag = randomString(12)
-    peer._theirUfrag = theirUfrag
+    peer.handshake.theirUfrag = theirUfrag
     const theirPwd = randomString(32)
     const pkg = [session, this.sessionId, null, null, null, theirUfrag, theirPwd, Date.now(), []]
     this._gather(peer, pkg)
@@ -462,12 +424,12 @@ export class P2PCF extends Emitter {
       pkg[2] = mine.ufrag
       pkg[3] = mine.pwd
       pkg[4] = mine.fingerprint
-      peer._answerWith = fingerprint => createSdp(false, theirUfrag, theirPwd, fingerprint) + reflexiveCandidates(theirIps)
+      peer.handshake.answerWith = fingerprint => createSdp(false, theirUfrag, theirPwd, fingerprint) + reflexiveCandidates(theirIps)
       // With a trustworthy published fingerprint, answer now (one signalling message);
       // otherwise wait for A's package, which carries its real one (two messages).
       if (theirFingerprint) {
-        peer._answered = true // before the await: A's package must not apply a second answer meanwhile
-        await peer.acceptAnswer(peer._answerWith(theirFingerprint))
+        peer.handshake.answered = true // before the await: A's package must not apply a second answer meanwhile
+        await peer.acceptAnswer(peer.handshake.answerWith(theirFingerprint))
       }
     } catch (err) {
       this._drop(peer, err.message)
@@ -476,11 +438,13 @@ export class P2PCF extends Emitter {
 
   /** Peer B, on A's package: apply the answer if still pending, then A's candidates. */
   async _finishAsB (peer, [, , , , fingerprint, , , , candidates]) {
+    const h = peer.handshake
+    h.applied = true
     try {
-      if (!peer._answered) {
+      if (!h.answered) {
         if (!fingerprint) throw new Error('the answering peer sent no DTLS fingerprint')
-        peer._answered = true
-        await peer.acceptAnswer(peer._answerWith(fingerprint))
+        h.answered = true
+        await peer.acceptAnswer(h.answerWith(fingerprint))
       }
       if (!peer.connected) await peer.addCandidates(candidates)
     } catch (err) {
@@ -489,8 +453,8 @@ export class P2PCF extends Emitter {
   }
 
   _drop (peer, reason) {
-    if (!this.peers.has(peer.id)) return
-    const connected = peer._everConnected
+    if (!peer || this.peers.get(peer.id) !== peer) return
+    const connected = peer.wasConnected
     this._forget(peer)
     peer.destroy()
     if (!connected) this.emit('peerfailed', peer, reason)
@@ -507,13 +471,12 @@ export class P2PCF extends Emitter {
     if (this.peers.get(peer.id) !== peer) return
     this.peers.delete(peer.id)
     this._reassemblers.delete(peer.id)
-    this._answered.delete(peer.id)
     this.packages = this.packages.filter(pkg => pkg[0] !== peer.id)
-    this._updateConnected()
   }
 
-  _updateConnected () {
-    this.connectedSessions = [...this.peers.values()].filter(p => p.connected).map(p => p.id)
+  /** The sessions we have an open connection with, as p2pcf's `connectedSessions`. */
+  get connectedSessions () {
+    return [...this.peers.values()].filter(p => p.connected).map(p => p.id)
   }
 
   _receive (peer, data) {

@@ -19,7 +19,13 @@ export class Peer extends Emitter {
     this.client_id = clientId
     this.initiator = initiator
     this.connected = false
+    this.wasConnected = false // once connected, stays true: what ends it is a close, not a failure
     this.destroyed = false
+    /**
+     * The signalling client's record of this connection's minimal-SDP handshake (the ICE ufrags
+     * that tell attempts apart, the answer waiting for A's fingerprint, what was applied).
+     */
+    this.handshake = {}
     this._streams = new Set()
     this._transform = sdpTransform || (sdp => sdp) // as simple-peer: applied to every local description
     this._pc = new rtc.RTCPeerConnection(config, constraints)
@@ -55,7 +61,7 @@ export class Peer extends Emitter {
     channel.binaryType = 'arraybuffer'
     channel.onopen = () => {
       if (this.destroyed) return
-      this.connected = true
+      this.connected = this.wasConnected = true
       this.emit('connect')
     }
     channel.onmessage = ({ data }) => this.emit('data', data)

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CHUNK_MAGIC, CHUNK_PAYLOAD_BYTES, MAX_MESSAGE_BYTES, Reassembler, chunk, needsChunking } from '../src/chunks.js'
+import { CHUNK_MAGIC, CHUNK_PAYLOAD_BYTES, MAX_MESSAGE_BYTES, Reassembler, chunk, needsChunking, readSignal, withSignalHeader } from '../src/chunks.js'
 
 const bytes = (n, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff)
 
@@ -81,7 +81,7 @@ test('a chunk index past the declared total is an error result, not a throw', ()
   const reassembler = new Reassembler(1 << 20)
   const result = reassembler.push(rawChunk({ index: 5, last: 1, total: 100, payload: 0 }))
   assert.ok(result.error instanceof RangeError, 'the original threw from Uint8Array.set here')
-  assert.match(result.error.message, /chunk 5 of a 1-chunk message/)
+  assert.match(result.error.message, /malformed chunk 5/)
   assert.equal(reassembler.pending.size, 0)
 })
 
@@ -111,14 +111,23 @@ test('partial messages together stay under the bound, and idle ones expire', () 
 
 test('duplicate chunks, wrong payload sizes and a moving total are refused', () => {
   const cases = [
-    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES })], /chunk 0 twice/],
-    [[rawChunk({ total: 40_000, payload: 10 })], /10-byte payload/],
-    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ index: 1, total: 50_000, payload: CHUNK_PAYLOAD_BYTES })], /total length that changed/],
-    [[rawChunk({ total: 40_000, last: 1, payload: CHUNK_PAYLOAD_BYTES })], /last-chunk flag on chunk 0 of 3/]
+    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES })], /malformed chunk 0/],
+    [[rawChunk({ total: 40_000, payload: 10 })], /malformed chunk 0/],
+    [[rawChunk({ total: 40_000, payload: CHUNK_PAYLOAD_BYTES }), rawChunk({ index: 1, total: 50_000, payload: CHUNK_PAYLOAD_BYTES })], /malformed chunk 1/],
+    [[rawChunk({ total: 40_000, last: 1, payload: CHUNK_PAYLOAD_BYTES })], /malformed chunk 0/]
   ]
   for (const [parts, expected] of cases) {
     const reassembler = new Reassembler(1 << 20)
     const results = parts.map(part => reassembler.push(part))
     assert.match(results.at(-1).error.message, expected)
   }
+})
+
+test('signals are framed as p2pcf frames them: its four 16-bit words, the JSON, padded to an even length', () => {
+  const framed = withSignalHeader(JSON.stringify({ renegotiate: true }))
+  assert.deepEqual([...new Uint16Array(framed.buffer, 0, 4)], [0x82ab, 0x81cd, 0x1295, 0xa1cb])
+  assert.equal(framed.byteLength % 2, 0)
+  assert.deepEqual(readSignal(framed), { renegotiate: true })
+  assert.equal(readSignal(new TextEncoder().encode('{"renegotiate":true}')), null, 'a plain message is not a signal')
+  assert.equal(readSignal(new Uint8Array(3)), null)
 })

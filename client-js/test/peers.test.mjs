@@ -77,9 +77,9 @@ test('A\'s package arriving while B applies its own answer does not apply a seco
   const connecting = p2pcf._connectAsB('session-a', 'alice', [], 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', [])
   const peer = p2pcf.peers.get('session-a')
   peer._pc.answerDelayMs = 50
-  while (!peer._answerWith) await new Promise(resolve => setImmediate(resolve))
+  while (!peer.handshake.answerWith) await new Promise(resolve => setImmediate(resolve))
   await new Promise(resolve => setTimeout(resolve, 10)) // B's own answer is being applied
-  await p2pcf._finishAsB(peer, ['session-b', 'session-a', null, null, 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', peer._theirUfrag, null, Date.now(), []])
+  await p2pcf._finishAsB(peer, ['session-b', 'session-a', null, null, 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', peer.handshake.theirUfrag, null, Date.now(), []])
   await connecting
   assert.equal(peer._pc.remoteAnswers, 1)
   assert.deepEqual(events, [], 'no error, no peerfailed')
@@ -99,7 +99,7 @@ test('sdpTransform reaches every local description and the proprietary constrain
   const peer = p2pcf.peers.get('session-a')
   assert.equal(peer._pc.second, constraints)
   assert.ok(applied.length === 1 && applied[0].sdp.endsWith('a=x-transformed\r\n'), 'the offer went through sdpTransform')
-  assert.ok(p2pcf.packages.length === 0 && peer._answerWith, 'B waits for A with the transformed offer applied')
+  assert.ok(p2pcf.packages.length === 0 && peer.handshake.answerWith, 'B waits for A with the transformed offer applied')
   p2pcf.destroy()
 })
 
