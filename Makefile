@@ -11,6 +11,7 @@ WASM_BINDGEN := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen
 WORKER_BUILD := $(TOOLS)/worker-build-$(WORKER_BUILD_VERSION)/bin/worker-build
 NODE_BIN := node_modules/.bin
 CHROMIUM ?= /usr/bin/chromium
+FIREFOX ?= /usr/bin/firefox-esr
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 
@@ -27,13 +28,18 @@ unit: node_modules/.installed
 	cargo test --quiet
 	node --test client-js/test/
 
-e2e: build $(CHROMIUM)
+e2e: build $(CHROMIUM) $(FIREFOX)
 	node tests/run.mjs
 
 # The browser suites drive Debian's Chromium (playwright-core cannot download a browser here).
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# ... and Debian's Firefox ESR (puppeteer-core, over WebDriver BiDi) for the Firefox ↔ Chromium suite.
+$(FIREFOX):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends firefox-esr
 
 ## build: the worker bundle in build/ (wasm + JS shim) and the demo's static assets, with the pinned toolchain
 build: tools

@@ -38,6 +38,13 @@ const SEND_BUFFER_LOW = 256 << 10
  * real fingerprint in its package and B waits for it before applying the answer.
  */
 const UNPINNED_JOINED_AT = 1
+/**
+ * Firefox fails ICE when no candidate pair works within 5 s of the remote description, and B's
+ * answer carries no candidates of A's, only hints: a Firefox B that answers at once fails whenever
+ * A's checks or package come later than that. So, as p2pcf 1.3.14 does there, a Firefox B holds
+ * its answer until A's package arrives and applies it with A's candidates.
+ */
+const HOLD_ANSWER = /firefox/i.test(globalThis.navigator?.userAgent)
 
 function randomString (length) {
   const bytes = crypto.getRandomValues(new Uint8Array(length))
@@ -48,7 +55,7 @@ function randomString (length) {
 function contextIdFor (option) {
   const history = globalThis.history
   if (!history?.replaceState) return option || randomString(20)
-  if (!history.state?._p2pcfContextId) history.replaceState({ ...history.state, _p2pcfContextId: option || randomString(20) }, '', globalThis.location?.href)
+  if (!history.state?._p2pcfContextId) history.replaceState({ ...history.state, _p2pcfContextId: option || randomString(20) }, '')
   return history.state._p2pcfContextId
 }
 
@@ -73,7 +80,7 @@ export class P2PCF extends Emitter {
       idlePollingAfterMs: o.idlePollingAfterMs || Infinity,
       idlePollingRateMs: o.idlePollingRateMs || Infinity,
       connectTimeoutMs: o.connectTimeoutMs || 15000,
-      maxMessageBytes: o.maxMessageBytes || 64 * 1024 * 1024,
+      maxMessageBytes: o.maxMessageBytes || 2 ** 26, // 64 MiB
       fetchTimeoutMs: o.fetchTimeoutMs || 20000,
       peerOptions: o.rtcPeerConnectionOptions || {},
       peerConstraints: o.rtcPeerConnectionProprietaryConstraints,
@@ -233,7 +240,7 @@ export class P2PCF extends Emitter {
 
   /** Gather candidates against STUN: our reflexive IPs, NAT kind, and the DTLS fingerprint. */
   async _probe () {
-    const config = { iceServers: this.stunIceServers, ...(this._cert ? { certificates: [this._cert] } : {}) }
+    const config = { iceServers: this.stunIceServers, ...(this._cert && { certificates: [this._cert] }) }
     const pc = new this.rtc.RTCPeerConnection(config)
     const candidates = []
     try {
@@ -355,7 +362,7 @@ export class P2PCF extends Emitter {
   }
 
   _newPeer (session, clientId, initiator, iceServers) {
-    const config = { ...this.peerOptions, iceServers, ...(this._cert ? { certificates: [this._cert] } : {}) }
+    const config = { ...this.peerOptions, iceServers, ...(this._cert && { certificates: [this._cert] }) }
     const peer = new Peer({ id: session, clientId, initiator, rtc: this.rtc, config, constraints: this.peerConstraints, sdpTransform: this.sdpTransform })
     this.peers.set(session, peer)
     this._reassemblers.set(session, new Reassembler(this.maxMessageBytes))
@@ -425,9 +432,11 @@ export class P2PCF extends Emitter {
       pkg[3] = mine.pwd
       pkg[4] = mine.fingerprint
       peer.handshake.answerWith = fingerprint => createSdp(false, theirUfrag, theirPwd, fingerprint) + reflexiveCandidates(theirIps)
-      // With a trustworthy published fingerprint, answer now (one signalling message);
-      // otherwise wait for A's package, which carries its real one (two messages).
-      if (theirFingerprint) {
+      // With a trustworthy published fingerprint, answer now (one signalling message; a Firefox
+      // B waits for A's package, HOLD_ANSWER); otherwise wait for A's package, which carries A's
+      // real one (two messages).
+      peer.handshake.fingerprint = theirFingerprint
+      if (theirFingerprint && !HOLD_ANSWER) {
         peer.handshake.answered = true // before the await: A's package must not apply a second answer meanwhile
         await peer.acceptAnswer(peer.handshake.answerWith(theirFingerprint))
       }
@@ -442,6 +451,7 @@ export class P2PCF extends Emitter {
     h.applied = true
     try {
       if (!h.answered) {
+        fingerprint = h.fingerprint || fingerprint // a held answer: p2pcf's A sends no fingerprint
         if (!fingerprint) throw new Error('the answering peer sent no DTLS fingerprint')
         h.answered = true
         await peer.acceptAnswer(h.answerWith(fingerprint))
@@ -502,8 +512,8 @@ export class P2PCF extends Emitter {
     const previous = this._sendQueues.get(peer) || Promise.resolve()
     const sent = previous.catch(() => {}).then(() => this._sendNow(peer, bytes))
     this._sendQueues.set(peer, sent)
+    // (this handler also keeps a rejection unhandled-free; the caller's own handlers still see it)
     sent.catch(() => {}).then(() => { if (this._sendQueues.get(peer) === sent) this._sendQueues.delete(peer) })
-    sent.catch(() => {}) // the caller's own handlers still see a rejection
     return sent
   }
 

@@ -75,6 +75,8 @@ export class Peer extends Emitter {
 
   /** Apply a local description after the user's `sdpTransform`; returns what was applied. */
   async _setLocal (type, sdp) {
+    // Peer A keeps the ICE credentials B chose for it in every description (see acceptOffer).
+    if (this._credentials) sdp = setCredentials(sdp, ...this._credentials)
     sdp = this._transform(sdp)
     await this._pc.setLocalDescription({ type, sdp })
     return sdp
@@ -85,11 +87,17 @@ export class Peer extends Emitter {
     await this._pc.setRemoteDescription({ type: 'answer', sdp })
   }
 
-  /** Peer A: apply the offer built from B's package and answer with the credentials B chose; returns the answer. */
+  /**
+   * Peer A: apply the offer built from B's package and answer with the credentials B chose;
+   * returns the answer. Every later description keeps them, as p2pcf's sdpTransform does:
+   * Chromium reuses the applied credentials by itself, but Firefox writes the ones it generated
+   * into its next answer, an ICE restart the offer did not ask for (a Firefox on the other side
+   * rejects it: "Remote description indicates ICE restart but offer did not request ICE restart").
+   */
   async acceptOffer (sdp, ufrag, pwd) {
+    this._credentials = [ufrag, pwd]
     await this._pc.setRemoteDescription({ type: 'offer', sdp })
-    const answer = await this._pc.createAnswer()
-    return this._setLocal('answer', setCredentials(answer.sdp, ufrag, pwd))
+    return this._setLocal('answer', (await this._pc.createAnswer()).sdp)
   }
 
   /** Add remote ICE candidate lines (from a package). */
@@ -194,13 +202,9 @@ export class Peer extends Emitter {
   async drained (threshold) {
     const channel = this._channel
     if (!channel) return
-    if ('bufferedAmountLowThreshold' in channel) channel.bufferedAmountLowThreshold = threshold
+    channel.bufferedAmountLowThreshold = threshold
     while (!this.destroyed && channel.bufferedAmount > threshold) {
-      await new Promise(resolve => {
-        const timer = setTimeout(done, 20)
-        function done () { clearTimeout(timer); channel.removeEventListener?.('bufferedamountlow', done); resolve() }
-        channel.addEventListener?.('bufferedamountlow', done)
-      })
+      await new Promise(resolve => { channel.onbufferedamountlow = resolve; setTimeout(resolve, 20) })
     }
   }
 

@@ -1,9 +1,13 @@
-// Browser plumbing for the suites: Debian's Chromium driven by playwright-core, and a tiny static
-// server for the test page and the p2pcf@1.3.14 dist bundle (served from node_modules, unchanged).
+// Browser plumbing for the suites: Debian's Chromium driven by playwright-core, Debian's Firefox
+// ESR driven by puppeteer-core over WebDriver BiDi (launchBrowser gives both one small page API),
+// and a tiny static server for the test page and the p2pcf@1.3.14 dist bundle (served from
+// node_modules, unchanged).
 import { createServer } from 'node:http'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium } from 'playwright-core'
+import puppeteer from 'puppeteer-core'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
@@ -14,6 +18,95 @@ export const CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic'
 
 export async function launchChromium () {
   return chromium.launch({ executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS })
+}
+
+/**
+ * Firefox prefs for the suites: real host candidates (no mDNS .local names, which peers on one
+ * machine without an mDNS responder cannot resolve), a fake camera without a permission prompt,
+ * and autoplay for the <video> that checks received frames.
+ */
+export const FIREFOX_PREFS = {
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  'media.autoplay.default': 0
+}
+
+/**
+ * Debian's Firefox ESR under puppeteer-core (WebDriver BiDi). Firefox keeps state under $HOME,
+ * which may not be writable (root in a container): it gets a temporary HOME of its own, removed
+ * on close, next to the temporary profile puppeteer makes.
+ */
+export async function launchFirefox () {
+  const home = mkdtempSync(join(tmpdir(), 'p2pcf-firefox-home-'))
+  try {
+    const browser = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: process.env.FIREFOX_PATH || '/usr/bin/firefox-esr',
+      headless: true,
+      extraPrefsFirefox: FIREFOX_PREFS,
+      env: { ...process.env, HOME: home, MOZ_CRASHREPORTER_DISABLE: '1' }
+    })
+    const close = browser.close.bind(browser)
+    browser.close = async () => {
+      try { await close() } finally { rmSync(home, { recursive: true, force: true }) }
+    }
+    return browser
+  } catch (err) {
+    rmSync(home, { recursive: true, force: true })
+    throw err
+  }
+}
+
+/**
+ * One API over both browsers: `launchBrowser('chromium' | 'firefox')` resolves to
+ * { name, version, newPage(), close() }. newPage() opens a page in a fresh context (its own
+ * cookies and storage, as a separate user) and resolves to { browser, goto(url),
+ * evaluate(fn, arg), waitForFunction(fn, arg, ms), close() }, where close() drops the context.
+ * Uncaught page errors are printed with `label`.
+ */
+export async function launchBrowser (name) {
+  if (name === 'chromium') {
+    const browser = await launchChromium()
+    return {
+      name,
+      version: browser.version(),
+      close: () => browser.close(),
+      async newPage (label = name) {
+        const context = await browser.newContext()
+        const page = await context.newPage()
+        page.on('pageerror', err => console.error(`[${label}] page error:`, err.message))
+        return {
+          browser: name,
+          goto: url => page.goto(url),
+          evaluate: (fn, arg) => page.evaluate(fn, arg),
+          waitForFunction: (fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms, polling: 100 }),
+          close: () => context.close()
+        }
+      }
+    }
+  }
+  if (name === 'firefox') {
+    const browser = await launchFirefox()
+    return {
+      name,
+      version: await browser.version(),
+      close: () => browser.close(),
+      async newPage (label = name) {
+        const context = await browser.createBrowserContext()
+        const page = await context.newPage()
+        page.on('pageerror', err => console.error(`[${label}] page error:`, err.message))
+        return {
+          browser: name,
+          goto: url => page.goto(url),
+          evaluate: (fn, arg) => page.evaluate(fn, arg),
+          waitForFunction: (fn, arg, ms) => page.waitForFunction(fn, { timeout: ms, polling: 100 }, arg),
+          close: () => context.close()
+        }
+      }
+    }
+  }
+  throw new Error(`unknown browser ${name}`)
 }
 
 /** Serve `routes` ({ '/path': [contentType, absoluteFile] }); resolves to { url, close }. */
@@ -60,8 +153,9 @@ export async function waitFor (check, ms, what) {
  * A pass-through HTTP proxy in front of `target` that records every request with the worker's
  * answer: { method, headers, body (parsed JSON or null), status, answer }. It sees what pages send
  * even while they unload (keepalive requests), which the browser's own instrumentation misses.
+ * With `delayMs`, each answer reaches the page that much later (a slow link to the worker).
  */
-export async function recordingProxy (target) {
+export async function recordingProxy (target, { delayMs = 0 } = {}) {
   const log = []
   const server = createServer(async (req, res) => {
     const chunks = []
@@ -78,6 +172,7 @@ export async function recordingProxy (target) {
       record.answer = body.toString()
       const out = {}
       answer.headers.forEach((v, k) => { if (!['content-length', 'transfer-encoding', 'content-encoding'].includes(k)) out[k] = v })
+      if (delayMs) await new Promise(r => setTimeout(r, delayMs))
       res.writeHead(answer.status, out).end(body)
     } catch (err) {
       record.status = 502
