@@ -23,6 +23,7 @@ declare class P2PCF {
   readonly transport: 'auto' | 'websocket' | 'polling'
   /** Peers by session id, connected or connecting. */
   readonly peers: Map<string, P2PCF.Peer>
+  /** Sessions with an open connection: a fresh array on every read (p2pcf mutates one in place). */
   readonly connectedSessions: string[]
   readonly destroyed: boolean
   /** Ours: how this client signals, once known ('auto' resolves to one of them). */
@@ -85,7 +86,7 @@ declare namespace P2PCF {
   /** A WebRTC implementation: the browser's globals (the default), or e.g. `@roamhq/wrtc` in Node. */
   export interface RtcImplementation {
     RTCPeerConnection: {
-      new (config?: any): any
+      new (config?: any, constraints?: any): any
       generateCertificate?(keygenAlgorithm: any): Promise<any>
     }
   }
@@ -168,7 +169,11 @@ declare namespace P2PCF {
     /** Whether this side opened the DataChannel. */
     readonly initiator: boolean
     readonly connected: boolean
+    /** Whether it ever connected (a close after that is a `peerclose`, before it a `peerfailed`). */
+    readonly wasConnected: boolean
     readonly destroyed: boolean
+    /** @internal The signalling client's record of this connection's minimal-SDP handshake. */
+    readonly handshake: Record<string, unknown>
     /** Bytes queued on the DataChannel. */
     readonly bufferedAmount: number
     /** Send on the DataChannel as is (no chunking; `p2pcf.send(peer, data)` chunks and queues). */

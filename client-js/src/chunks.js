@@ -78,7 +78,7 @@ export class Reassembler {
     let entry = this.pending.get(id)
     if (!entry) {
       if (total > this.maxMessageBytes - this.pendingBytes) {
-        return { error: new RangeError(`refused a ${total}-byte message (maxMessageBytes is ${this.maxMessageBytes}, ${this.pendingBytes} bytes already pending)`) }
+        return { error: new RangeError(`refused a ${total}-byte message (over maxMessageBytes with ${this.pendingBytes} bytes already pending)`) }
       }
       const chunks = Math.max(1, Math.ceil(total / CHUNK_PAYLOAD_BYTES))
       entry = { bytes: new Uint8Array(total), chunks, seen: new Uint8Array(chunks), count: 0 }

@@ -23,7 +23,8 @@ export class Emitter {
   removeListener (event, handler) { return this.off(event, handler) }
 
   emit (event, ...args) {
-    for (const handler of this._handlers.get(event) || []) handler(...args)
-    return (this._handlers.get(event) || []).length > 0
+    const handlers = this._handlers.get(event) || []
+    for (const handler of handlers) handler(...args)
+    return handlers.length > 0
   }
 }

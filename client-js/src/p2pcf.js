@@ -143,10 +143,10 @@ export class P2PCF extends Emitter {
     if (globalThis.addEventListener && !this._onUnload) {
       // Leaving the page leaves the room. A page kept in the back-forward cache and shown again
       // rejoins as a new session (its connections and room row are gone) instead of staying dead.
-      this._onUnload = event => { this._frozen = event.persisted; this.destroy() }
+      // Any other destroy(), the app's own in its pagehide handler too, ends that for good.
+      this._onUnload = event => { this._freeze = event.persisted; this.destroy() }
       this._onShow = event => {
-        if (!event.persisted || !this._frozen) return
-        this._frozen = false
+        if (!event.persisted || !this.destroyed) return
         this._reset()
         this.start().catch(err => this.emit('error', err))
       }
@@ -215,6 +215,7 @@ export class P2PCF extends Emitter {
   }
 
   _reprobe () {
+    const session = this.sessionId
     this._later(this.networkChangePollIntervalMs, async () => {
       let network
       try {
@@ -223,7 +224,7 @@ export class P2PCF extends Emitter {
         this.emit('error', err)
         return this._reprobe() // a failed probe skips one round, not all the rest
       }
-      if (this.destroyed) return
+      if (this.destroyed || session !== this.sessionId) return
       const before = this._network
       // Without a pinned certificate every connection has its own fingerprint: not a change.
       const fingerprintChanged = this._cert && network.fingerprint !== before.fingerprint
@@ -243,6 +244,7 @@ export class P2PCF extends Emitter {
     const config = { iceServers: this.stunIceServers, ...(this._cert && { certificates: [this._cert] }) }
     const pc = new this.rtc.RTCPeerConnection(config)
     const candidates = []
+    let abort
     try {
       pc.createDataChannel('probe')
       const done = new Promise(resolve => {
@@ -251,14 +253,14 @@ export class P2PCF extends Emitter {
           if (candidate?.candidate) candidates.push(parseCandidate(candidate.candidate))
           next(candidate?.candidate || null)
         }
-        this._abortProbe = () => next(null) // done now, with what we have
+        abort = this._abortProbe = () => next(null) // done now, with what we have
       })
       const offer = await pc.createOffer()
       await pc.setLocalDescription(offer)
       await done
       return { ...analyseCandidates(candidates), fingerprint: readCredentials(offer.sdp).fingerprint }
     } finally {
-      this._abortProbe = null
+      if (this._abortProbe === abort) this._abortProbe = null
       pc.close()
     }
   }
@@ -284,13 +286,14 @@ export class P2PCF extends Emitter {
     if (this.destroyed) return
     this.signalling = 'polling'
     const started = Date.now()
+    const session = this.sessionId // a page back from the bfcache runs a new session's loop
     let delay = this.slowPollingRateMs
     try {
       delay = await this._step()
     } catch (err) {
-      this.emit('error', err)
+      if (session === this.sessionId) this.emit('error', err)
     }
-    this._later(Math.max(0, started + delay - Date.now()), () => this._loop()) // as p2pcf: from the request's start
+    if (session === this.sessionId) this._later(Math.max(0, started + delay - Date.now()), () => this._loop()) // as p2pcf: from the request's start
   }
 
   /** One poll; returns how long to wait before the next. */
@@ -342,6 +345,7 @@ export class P2PCF extends Emitter {
   _handle (rows, packages) {
     const me = { session: this.sessionId, symmetric: this._network.isSymmetric, startedAt: this.startedAtTimestamp }
     for (const { answer, offer, finish, drop, pkg, reason } of reconcile(me, rows, packages, this.peers, this._processed, this._answeredOffers)) {
+      if (this.destroyed) return // an event handler destroyed us
       const row = answer || offer
       if (row) {
         const [session, clientId, symmetric, fingerprint, startedAt, reflexiveIps, timestamp] = row
@@ -377,7 +381,7 @@ export class P2PCF extends Emitter {
       const ours = this.peers.get(peer.id) === peer // not already dropped (which says why)
       this._forget(peer)
       if (peer.wasConnected) this.emit('peerclose', peer)
-      else if (ours) this.emit('peerfailed', peer, 'the connection failed (ICE or DTLS)')
+      else if (ours) this._failed(peer, 'the connection failed (ICE or DTLS)')
     })
     this._later(this.connectTimeoutMs, () => { if (!peer.wasConnected) this._drop(peer, 'did not connect in time') })
     return peer
@@ -389,7 +393,7 @@ export class P2PCF extends Emitter {
       peer.off('candidate', onCandidate)
       // Even with no candidates: the other side can still find us from its own, and a B that
       // cannot pin our certificate needs the fingerprint in an A package.
-      if (!peer.destroyed && !this.packages.includes(pkg)) {
+      if (!peer.destroyed && !peer.connected && !this.packages.includes(pkg)) {
         this.packages.push(pkg)
         this._sendPackage(pkg)
       }
@@ -447,9 +451,9 @@ export class P2PCF extends Emitter {
 
   /** Peer B, on A's package: apply the answer if still pending, then A's candidates. */
   async _finishAsB (peer, [, , , , fingerprint, , , , candidates]) {
-    const h = peer.handshake
-    h.applied = true
     try {
+      const h = peer.handshake
+      h.applied = true
       if (!h.answered) {
         fingerprint = h.fingerprint || fingerprint // a held answer: p2pcf's A sends no fingerprint
         if (!fingerprint) throw new Error('the answering peer sent no DTLS fingerprint')
@@ -464,11 +468,15 @@ export class P2PCF extends Emitter {
 
   _drop (peer, reason) {
     if (!peer || this.peers.get(peer.id) !== peer) return
-    const connected = peer.wasConnected
     this._forget(peer)
-    peer.destroy()
-    if (!connected) this.emit('peerfailed', peer, reason)
-    if (this._socket && !connected) {
+    peer.destroy() // a connected one gets its peerclose
+    if (!peer.wasConnected) this._failed(peer, reason)
+  }
+
+  /** A peer that never connected: say why, and over the socket try the pair again. */
+  _failed (peer, reason) {
+    this.emit('peerfailed', peer, reason)
+    if (this._socket) {
       // Over the socket, rows change only when a peer announces itself: try this pair again
       // from scratch (a new offer, or waiting for one), a second from now.
       this._processed.delete(peer.id)
@@ -537,17 +545,21 @@ export class P2PCF extends Emitter {
 
   /** Leave the room: stop every timer, close every connection, and tell the worker. */
   destroy () {
+    if (this._onUnload && !this._freeze) {
+      globalThis.removeEventListener('pagehide', this._onUnload)
+      globalThis.removeEventListener('pageshow', this._onShow)
+      this._onUnload = null
+    }
+    this._freeze = false
     if (this.destroyed) return
     this.destroyed = true
     for (const timer of this._timers) clearTimeout(timer)
     this._timers.clear()
     this._abortProbe?.()
-    if (this._onUnload && !this._frozen) {
-      globalThis.removeEventListener('pagehide', this._onUnload)
-      globalThis.removeEventListener('pageshow', this._onShow)
-      this._onUnload = null
-    }
-    for (const peer of [...this.peers.values()]) peer.destroy()
+    // Closing them ourselves is no failure: forgotten first, connected ones still get peerclose.
+    const peers = [...this.peers.values()]
+    this.peers.clear()
+    for (const peer of peers) peer.destroy()
     this._socket?.close()
     this._leave()
   }

@@ -56,13 +56,9 @@ export function reflexiveCandidates (ips) {
 
 /** The fields of an ICE candidate line that the NAT probe needs. */
 export function parseCandidate (line) {
-  const parts = line.replace(/^a=/, '').slice('candidate:'.length).split(' ')
-  const candidate = { protocol: parts[2]?.toLowerCase(), ip: parts[4], port: Number(parts[5]), type: parts[7] }
-  for (let i = 8; i < parts.length; i += 2) {
-    if (parts[i] === 'raddr') candidate.relatedIp = parts[i + 1]
-    if (parts[i] === 'rport') candidate.relatedPort = Number(parts[i + 1])
-  }
-  return candidate
+  const parts = line.replace(/^a=/, '').split(' ')
+  const rport = parts.indexOf('rport')
+  return { ip: parts[4], port: +parts[5], type: parts[7], relatedPort: rport > 0 ? +parts[rport + 1] : undefined }
 }
 
 /**

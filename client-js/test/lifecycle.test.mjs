@@ -109,3 +109,46 @@ test('a page restored from the back-forward cache rejoins as a new session inste
   p2pcf.destroy()
   assert.deepEqual(Object.keys(listeners), [], 'destroy() by the user removes the page listeners')
 })
+
+test('back from the bfcache: a request of the old session that fails later starts no second poll loop', async t => {
+  const listeners = {}
+  globalThis.addEventListener = (type, fn) => { listeners[type] = fn }
+  globalThis.removeEventListener = (type, fn) => { if (listeners[type] === fn) delete listeners[type] }
+  t.after(() => { delete globalThis.addEventListener; delete globalThis.removeEventListener })
+  let failHanging
+  const { p2pcf, requests } = scripted(body => {
+    if (body.dk) return {}
+    if (body.d && !failHanging) return new Promise((resolve, reject) => { failHanging = () => reject(new Error('network gone')) })
+    return { ps: [], pk: [], dk: 'key' }
+  }, { fastPollingRateMs: 50, slowPollingRateMs: 50 })
+  await p2pcf.start()
+  await new Promise(resolve => setTimeout(resolve, 20)) // the publish hangs
+  listeners.pagehide({ persisted: true })
+  listeners.pageshow({ persisted: true })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  failHanging() // the old session's request fails now
+  const errors = []
+  p2pcf.on('error', err => errors.push(err))
+  const from = requests.length
+  await new Promise(resolve => setTimeout(resolve, 520))
+  const polls = requests.slice(from).filter(r => r.method === 'POST').length
+  assert.ok(polls >= 7 && polls <= 12, `one loop polls every 50 ms: ${polls} polls in 520 ms`)
+  assert.deepEqual(errors, [], 'the old session\'s failure is not the new session\'s error')
+  p2pcf.destroy()
+})
+
+test('an app that calls destroy() in its own pagehide handler is not rejoined on pageshow', async t => {
+  const listeners = {}
+  globalThis.addEventListener = (type, fn) => { listeners[type] = fn }
+  globalThis.removeEventListener = (type, fn) => { if (listeners[type] === fn) delete listeners[type] }
+  t.after(() => { delete globalThis.addEventListener; delete globalThis.removeEventListener })
+  const { p2pcf } = scripted(body => body.dk ? {} : { ps: [], pk: [], dk: 'key' })
+  await p2pcf.start()
+  await new Promise(resolve => setTimeout(resolve, 20))
+  listeners.pagehide({ persisted: true }) // ours runs first
+  p2pcf.destroy() // then the app's
+  listeners.pageshow?.({ persisted: true })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(p2pcf.destroyed, true)
+  assert.deepEqual(Object.keys(listeners), [])
+})

@@ -119,3 +119,39 @@ test('two peers\' chunked messages with the same message id, interleaved, each a
   assert.deepEqual(received, [['session-b', fromBob], ['session-c', fromCleo]])
   p2pcf.destroy()
 })
+
+test('destroy() is no failure: an unconnected peer gets no peerfailed, a connected one its peerclose', () => {
+  const { p2pcf, events } = client()
+  const up = p2pcf._newPeer('session-b', 'bob', true, [])
+  up._channel.onopen()
+  p2pcf._newPeer('session-c', 'cleo', true, [])
+  p2pcf.destroy()
+  assert.deepEqual(events, [['peerconnect', 'session-b', undefined], ['peerclose', 'session-b', undefined]])
+})
+
+test('a handler that destroys the client mid-reconcile stops the remaining steps', () => {
+  const { p2pcf } = client()
+  p2pcf._network = { isSymmetric: false, reflexiveIps: [], fingerprint: 'fp' }
+  p2pcf.startedAtTimestamp = 2_000
+  // We answered an offer of this earlier starter; it offers again: drop (peerfailed), then answer.
+  p2pcf._newPeer('earlier', 'earlier-client', false, []).handshake.offerUfrag = 'uf-1'
+  p2pcf.on('peerfailed', () => p2pcf.destroy())
+  const before = ScriptedConnection.all.length
+  const retry = ['me', 'earlier', 'uf-2', 'pwd', 'q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=', 'mine', 'mypwd', 1, []]
+  p2pcf._handle([['earlier', 'earlier-client', false, 'fp', 1_000, [], 5]], [retry])
+  assert.equal(ScriptedConnection.all.length, before, 'no connection opened on a destroyed client')
+})
+
+test('over the room socket, a pair whose ICE fails is tried again', () => {
+  const { p2pcf, events } = client()
+  p2pcf._socket = { send () {}, close () {} }
+  p2pcf._processed.set('session-b', 5)
+  const peer = p2pcf._newPeer('session-b', 'bob', true, [])
+  const timers = p2pcf._timers.size
+  peer._pc.connectionState = 'failed'
+  peer._pc.onconnectionstatechange()
+  assert.deepEqual(events, [['peerfailed', 'session-b', 'the connection failed (ICE or DTLS)']])
+  assert.equal(p2pcf._processed.has('session-b'), false, 'the row will be acted on again')
+  assert.equal(p2pcf._timers.size, timers + 1, 'a retry is scheduled')
+  p2pcf.destroy()
+})
