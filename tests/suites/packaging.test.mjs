@@ -135,6 +135,13 @@ test('the tarball holds the package and nothing else: dist/, src/, bin/, types, 
   assert.ok(tarball.size < 100_000, `the tarball stays small (${tarball.size} bytes)`)
 })
 
+test('the single-file browser build stays within the 8 kB min+gzip budget', () => {
+  const js = readFileSync(join(app, 'node_modules/p2pcf-client/dist/p2pcf.min.js'))
+  const gzipped = gzipSync(js, { level: 9 }).length
+  console.log(`packaging: dist/p2pcf.min.js ${js.length} bytes, ${gzipped} bytes min+gzip`)
+  assert.ok(gzipped <= 8000, `${gzipped} bytes min+gzip`)
+})
+
 test('the check above goes red for a package whose `files` leave out dist/', () => {
   const broken = pack(stage(join(tmp, 'stage-broken'), pkg => ({ ...pkg, files: pkg.files.filter(f => f !== 'dist') })), join(tmp, 'tarballs-broken'))
   const problems = tarballProblems(broken.files, JSON.parse(readFileSync(join(tmp, 'stage-broken/package.json'), 'utf8')))
