@@ -31,10 +31,13 @@ export async function freePort () {
 }
 
 /**
- * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags.
+ * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags. With `restart`,
+ * a `wrangler dev` that exits on its own (it has, silently, a few times in long runs on this
+ * machine) is started again on the same port and state, and says so on stderr with its last
+ * output, so one crash of the dev server does not fail every later suite.
  * Resolves to { url, stop, log } once the worker answers GET /.
  */
-export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, config = CONFIGS[kind].config } = {}) {
+export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, config = CONFIGS[kind].config, restart = false } = {}) {
   const port = await freePort()
   const inspectorPort = await freePort()
   const state = mkdtempSync(join(tmpdir(), `p2pcf-${kind}-`))
@@ -42,23 +45,36 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
     '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', process.env.WRANGLER_LOG_LEVEL || 'warn']
   if (config) args.push('--config', config)
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`)
-  const child = spawn(WRANGLER, args, {
-    cwd,
-    env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true
-  })
-  let log = ''
-  child.stdout.on('data', d => { log += d })
-  child.stderr.on('data', d => { log += d })
   const url = `http://127.0.0.1:${port}`
+  let log = ''
+  let child = null
+  let stopped = false
+  let restarts = 0
+  const launch = () => {
+    child = spawn(WRANGLER, args, {
+      cwd,
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true
+    })
+    child.stdout.on('data', d => { log += d })
+    child.stderr.on('data', d => { log += d })
+    child.on('exit', (code, signal) => {
+      if (stopped || !restart || restarts >= 5) return
+      restarts++
+      console.error(`[workers] ${kind} on ${url} exited (code ${code}, signal ${signal}); starting it again (${restarts}). Its last output:\n${log.slice(-2000)}`)
+      setTimeout(launch, 500)
+    })
+  }
+  launch()
   const stop = () => {
+    stopped = true
     try { process.kill(-child.pid, 'SIGTERM') } catch {}
     rmSync(state, { recursive: true, force: true })
   }
   const deadline = Date.now() + 90_000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) break
+    if (child.exitCode !== null && !restart) break
     try {
       const res = await fetch(url + '/')
       if (res.status === 200) return { url, stop, log: () => log }
