@@ -24,18 +24,27 @@ try {
   const files = readdirSync(dir).filter(f => f.endsWith('.test.mjs')).filter(f => only.length === 0 || only.some(o => f.includes(o)))
   // TEST_NAME_PATTERN runs only the matching tests of the chosen suites (node --test-name-pattern).
   const pattern = process.env.TEST_NAME_PATTERN ? [`--test-name-pattern=${process.env.TEST_NAME_PATTERN}`] : []
-  // Not spawnSync: this process must stay responsive to restart a worker that exits mid-run.
-  const suites = spawn(process.execPath, ['--test', '--test-concurrency=1', ...pattern, ...files.map(f => join(dir, f))], {
-    stdio: 'inherit',
-    env: {
-      ...process.env,
-      OURS_URL: ours.url,
-      REFERENCE_URL: reference.url,
-      OURS_QUOTA_URL: oursQuota.url,
-      REFERENCE_QUOTA_URL: referenceQuota.url
-    }
+  const env = { ...process.env, OURS_URL: ours.url, REFERENCE_URL: reference.url, OURS_QUOTA_URL: oursQuota.url, REFERENCE_QUOTA_URL: referenceQuota.url }
+  // One file at a time, not spawnSync: this process must stay responsive to restart a worker
+  // that dies mid-run. A file that fails while a worker restarted runs once more, and says so.
+  const runFile = file => new Promise(resolve => {
+    const suite = spawn(process.execPath, ['--test', '--test-concurrency=1', ...pattern, join(dir, file)], { stdio: 'inherit', env })
+    suite.on('exit', code => resolve(code ?? 1))
   })
-  status = await new Promise(resolve => suites.on('exit', code => resolve(code ?? 1)))
+  const restarts = () => started.reduce((sum, worker) => sum + worker.restarts(), 0)
+  const failed = []
+  for (const file of files) {
+    const before = restarts()
+    let code = await runFile(file)
+    if (code !== 0) await new Promise(resolve => setTimeout(resolve, 3000)) // let the watchdog see a dead worker
+    if (code !== 0 && restarts() !== before) {
+      console.error(`[run] ${file} failed while a wrangler dev was restarted (see [workers] above); running it again`)
+      code = await runFile(file)
+    }
+    if (code !== 0) failed.push(file)
+  }
+  if (failed.length) console.error(`[run] failed: ${failed.join(', ')}`)
+  status = failed.length ? 1 : 0
 } catch (err) {
   console.error(err)
 } finally {

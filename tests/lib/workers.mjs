@@ -32,9 +32,10 @@ export async function freePort () {
 
 /**
  * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags. With `restart`,
- * a `wrangler dev` that exits on its own (it has, silently, a few times in long runs on this
- * machine) is started again on the same port and state, and says so on stderr with its last
- * output, so one crash of the dev server does not fail every later suite.
+ * a `wrangler dev` that dies (workerd's local runtime segfaults now and then in long runs with
+ * hibernating WebSockets, cloudflare/workerd#1422; it has here too, silently) is started again on
+ * the same port and state, and says so on stderr with its last output, so one crash of the dev
+ * server does not fail every later suite.
  * Resolves to { url, stop, log } once the worker answers GET /.
  */
 export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, config = CONFIGS[kind].config, restart = false } = {}) {
@@ -50,8 +51,10 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
   let child = null
   let stopped = false
   let restarts = 0
+  let up = false
   const launch = () => {
-    child = spawn(WRANGLER, args, {
+    if (stopped) return
+    const current = child = spawn(WRANGLER, args, {
       cwd,
       env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,26 +62,49 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
     })
     child.stdout.on('data', d => { log += d })
     child.stderr.on('data', d => { log += d })
-    child.on('exit', (code, signal) => {
-      if (stopped || !restart || restarts >= 5) return
-      restarts++
-      console.error(`[workers] ${kind} on ${url} exited (code ${code}, signal ${signal}); starting it again (${restarts}). Its last output:\n${log.slice(-2000)}`)
-      setTimeout(launch, 500)
-    })
+    child.on('exit', (code, signal) => { if (current === child) relaunch(`exited (code ${code}, signal ${signal})`) })
+    up = false
+    ;(async () => { // up once it answers; only then does the watchdog look at it
+      while (!stopped && current === child && !up) {
+        try { up = (await fetch(url + '/')).status === 200 } catch {}
+        if (!up) await new Promise(resolve => setTimeout(resolve, 250))
+      }
+    })()
   }
+  const relaunch = why => {
+    if (stopped || !restart || restarts >= 5) return
+    restarts++
+    console.error(`[workers] ${kind} on ${url} ${why}; starting it again (${restarts}). Its last output:\n${log.slice(-2000)}`)
+    const dead = child
+    child = null
+    try { process.kill(-dead.pid, 'SIGKILL') } catch {}
+    setTimeout(launch, 500)
+  }
+  // The dev server has also died leaving its wrapper process alive for a while: a port that
+  // refuses connections twice in a row, once the worker has been up, counts as an exit.
+  let refused = 0
+  const watchdog = restart && setInterval(async () => {
+    if (!up || !child) return
+    try {
+      await fetch(url + '/', { signal: AbortSignal.timeout(10_000) })
+      refused = 0
+    } catch (err) {
+      if (err?.cause?.code !== 'ECONNREFUSED') return
+      if (++refused >= 2) { refused = 0; relaunch('stopped accepting connections') }
+    }
+  }, 1000)
+  watchdog?.unref?.()
   launch()
   const stop = () => {
     stopped = true
-    try { process.kill(-child.pid, 'SIGTERM') } catch {}
+    clearInterval(watchdog)
+    try { process.kill(-child?.pid, 'SIGTERM') } catch {}
     rmSync(state, { recursive: true, force: true })
   }
   const deadline = Date.now() + 90_000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null && !restart) break
-    try {
-      const res = await fetch(url + '/')
-      if (res.status === 200) return { url, stop, log: () => log }
-    } catch {}
+    if (child?.exitCode !== null && !restart) break
+    if (up) return { url, stop, log: () => log, restarts: () => restarts }
     await new Promise(r => setTimeout(r, 250))
   }
   stop()
