@@ -66,47 +66,31 @@ export async function launchFirefox () {
  * Uncaught page errors are printed with `label`.
  */
 export async function launchBrowser (name) {
-  if (name === 'chromium') {
-    const browser = await launchChromium()
-    return {
-      name,
-      version: browser.version(),
-      close: () => browser.close(),
-      async newPage (label = name) {
-        const context = await browser.newContext()
-        const page = await context.newPage()
-        page.on('pageerror', err => console.error(`[${label}] page error:`, err.message))
-        return {
-          browser: name,
-          goto: url => page.goto(url),
-          evaluate: (fn, arg) => page.evaluate(fn, arg),
-          waitForFunction: (fn, arg, ms) => page.waitForFunction(fn, arg, { timeout: ms, polling: 100 }),
-          close: () => context.close()
-        }
+  // The two drivers differ in how a context is made and in waitForFunction's argument order.
+  const driver = name === 'chromium'
+    ? { browser: await launchChromium(), newContext: b => b.newContext(), wait: (page, fn, arg, options) => page.waitForFunction(fn, arg, options) }
+    : name === 'firefox'
+      ? { browser: await launchFirefox(), newContext: b => b.createBrowserContext(), wait: (page, fn, arg, options) => page.waitForFunction(fn, options, arg) }
+      : null
+  if (!driver) throw new Error(`unknown browser ${name}`)
+  const { browser } = driver
+  return {
+    name,
+    version: await browser.version(),
+    close: () => browser.close(),
+    async newPage (label = name) {
+      const context = await driver.newContext(browser)
+      const page = await context.newPage()
+      page.on('pageerror', err => console.error(`[${label}] page error:`, err.message))
+      return {
+        browser: name,
+        goto: url => page.goto(url),
+        evaluate: (fn, arg) => page.evaluate(fn, arg),
+        waitForFunction: (fn, arg, ms) => driver.wait(page, fn, arg, { timeout: ms, polling: 100 }),
+        close: () => context.close()
       }
     }
   }
-  if (name === 'firefox') {
-    const browser = await launchFirefox()
-    return {
-      name,
-      version: await browser.version(),
-      close: () => browser.close(),
-      async newPage (label = name) {
-        const context = await browser.createBrowserContext()
-        const page = await context.newPage()
-        page.on('pageerror', err => console.error(`[${label}] page error:`, err.message))
-        return {
-          browser: name,
-          goto: url => page.goto(url),
-          evaluate: (fn, arg) => page.evaluate(fn, arg),
-          waitForFunction: (fn, arg, ms) => page.waitForFunction(fn, { timeout: ms, polling: 100 }, arg),
-          close: () => context.close()
-        }
-      }
-    }
-  }
-  throw new Error(`unknown browser ${name}`)
 }
 
 /** Serve `routes` ({ '/path': [contentType, absoluteFile] }); resolves to { url, close }. */
