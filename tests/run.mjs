@@ -2,7 +2,8 @@
 // quotas configured), runs every tests/suites/*.test.mjs with their URLs in the environment, then
 // stops them. Exit code is the suites' exit code.
 import { spawn } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startWorker } from './lib/workers.mjs'
 
@@ -24,6 +25,8 @@ try {
   const files = readdirSync(dir).filter(f => f.endsWith('.test.mjs')).filter(f => only.length === 0 || only.some(o => f.includes(o)))
   // TEST_NAME_PATTERN runs only the matching tests of the chosen suites (node --test-name-pattern).
   const pattern = process.env.TEST_NAME_PATTERN ? [`--test-name-pattern=${process.env.TEST_NAME_PATTERN}`] : []
+  const restartLog = join(mkdtempSync(join(tmpdir(), 'p2pcf-run-')), 'restarts')
+  process.env.P2PCF_RESTART_LOG = restartLog // our workers' restarts, and those of suites' own workers
   const env = { ...process.env, OURS_URL: ours.url, REFERENCE_URL: reference.url, OURS_QUOTA_URL: oursQuota.url, REFERENCE_QUOTA_URL: referenceQuota.url }
   // One file at a time, not spawnSync: this process must stay responsive to restart a worker
   // that dies mid-run. A file that fails while a worker restarted runs once more, and says so.
@@ -31,7 +34,7 @@ try {
     const suite = spawn(process.execPath, ['--test', '--test-concurrency=1', ...pattern, join(dir, file)], { stdio: 'inherit', env })
     suite.on('exit', code => resolve(code ?? 1))
   })
-  const restarts = () => started.reduce((sum, worker) => sum + worker.restarts(), 0)
+  const restarts = () => existsSync(restartLog) ? readFileSync(restartLog, 'utf8').split('\n').length : 0
   const failed = []
   for (const file of files) {
     const before = restarts()

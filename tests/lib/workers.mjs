@@ -1,6 +1,6 @@
 // Start and stop workers under `wrangler dev`, each with its own port, inspector port and local R2.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -75,6 +75,8 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
     if (stopped || !restart || restarts >= 5) return
     restarts++
     console.error(`[workers] ${kind} on ${url} ${why}; starting it again (${restarts}). Its last output:\n${log.slice(-2000)}`)
+    // tests/run.mjs also hears of restarts of workers that a suite started itself
+    if (process.env.P2PCF_RESTART_LOG) appendFileSync(process.env.P2PCF_RESTART_LOG, `${kind} ${url}\n`)
     const dead = child
     child = null
     try { process.kill(-dead.pid, 'SIGKILL') } catch {}

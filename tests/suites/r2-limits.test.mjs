@@ -14,7 +14,7 @@ import { randomId, send } from '../lib/p2pcf.mjs'
 const COMPRESSION = 5
 let worker
 
-before(async () => { worker = await startWorker('ours-emulated', { vars: emulationVars(COMPRESSION) }) })
+before(async () => { worker = await startWorker('ours-emulated', { vars: emulationVars(COMPRESSION), restart: true }) })
 after(() => worker?.stop())
 
 const stats = async () => (await fetch(worker.url + '/__r2/stats')).json()
