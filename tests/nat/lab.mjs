@@ -100,6 +100,18 @@ function buildTopology () {
   ip('-n', pub, 'link', 'add', 'br0', 'type', 'bridge')
   ip('-n', pub, 'link', 'set', 'br0', 'up')
   for (const address of [WORKER_IP, ...STUN_IPS]) ip('-n', pub, 'addr', 'add', `${address}/24`, 'dev', 'br0')
+  // The rest of "the internet", where packets to unknown addresses get lost: a default route
+  // into a veth pair whose both ends stay in this namespace, toward a gateway that does not
+  // exist (a fixed neighbour entry, so nothing waits on ARP; the other end has no address and
+  // drops what arrives). A TURN server on a real network has a default route, so relaying
+  // toward a peer's private host candidate sends a packet that is lost on the way. Without one
+  // that send fails (ENETUNREACH; a blackhole route gives EINVAL), and coturn closes the
+  // allocation's relay socket on a send error: relayed pairs then failed depending on which
+  // check went out first, mostly on a loaded machine.
+  ip('-n', pub, 'link', 'add', 'void', 'type', 'veth', 'peer', 'name', 'void-end')
+  for (const end of ['void', 'void-end']) ip('-n', pub, 'link', 'set', end, 'up')
+  ip('-n', pub, 'neigh', 'add', '192.0.2.1', 'lladdr', '02:00:00:00:00:01', 'dev', 'void', 'nud', 'permanent')
+  ip('-n', pub, 'route', 'add', 'default', 'via', '192.0.2.1', 'dev', 'void', 'onlink')
 
   const places = {}
   let lan = 1
@@ -258,6 +270,12 @@ async function main () {
   scratch = mkdtempSync(join(tmpdir(), 'p2pcf-nat-'))
   const places = buildTopology()
   await startServices()
+  if (process.env.NAT_PCAP) { // debugging: UDP captures of the public segment and one NAT of each kind, and the services' logs
+    for (const [ns, dev] of [['pub', 'br0'], ['r-conb', 'wan'], ['r-conb', 'lan'], ['r-symb', 'wan'], ['r-symb', 'lan']]) {
+      await startService(`${PREFIX}${ns}`, `tcpdump ${ns} ${dev}`, 'tcpdump', ['-i', dev, '-n', '-U', '-w', join(process.env.NAT_PCAP, `${ns}-${dev}.pcap`), 'udp'], /listening on/)
+    }
+    process.on('exit', () => { for (const name of ['coturn-0', 'coturn-1', 'the worker']) writeFileSync(join(process.env.NAT_PCAP, `${name.replace(/ /g, '-')}.log`), logs[name]()) })
+  }
   console.log(`nat: public segment ${NET}.0/24 (worker ${WORKER_IP}, coturn ${STUN_IPS.join(' and ')}); LANs 10.0.1-4.0/24 behind cone (masquerade) and symmetric (masquerade fully-random) routers`)
   const results = []
   if (process.env.NAT_HOLD) { // keep the lab up for poking at it; cleaned up on SIGINT/SIGTERM
@@ -270,7 +288,7 @@ async function main () {
   for (const run of runs) {
     let result = await run()
     if (process.env.NAT_DEBUG) console.log(['coturn-0', 'coturn-1'].map(n => n + ':\n' + logs[n]().split('\n').filter(l => /error|403|forbidden|permission|peer|relay/i.test(l)).slice(-30).join('\n')).join('\n'))
-    if (!result.ok) {
+    if (!result.ok && !process.env.NAT_NORETRY) {
       // Hole punching races timers on both sides; on a loaded machine a pair can miss once. It
       // gets one more run, and both outcomes are printed (and counted in the summary below).
       console.log(`${line(result)}   (first run; running the pair again)`)
