@@ -1,4 +1,4 @@
-// The NAT lab (`make nat-test`): peers behind real NATs made of Linux network
+// The NAT lab (`make nat-test`, and the last step of `make test`): peers behind real NATs made of Linux network
 // namespaces and nftables, our worker and coturn (STUN on two addresses, and TURN) on a "public"
 // segment, and p2pcf-peer (client-js in Node) on each side. Every pair of NAT kinds is run and
 // checked against what the P2PCF protocol promises; one pair has a Chromium peer. docs/nat.md
