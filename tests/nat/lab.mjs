@@ -1,11 +1,12 @@
-// The NAT lab (`make nat-test`, and the last step of `make test`): peers behind real NATs made of Linux network
-// namespaces and nftables, our worker and coturn (STUN on two addresses, and TURN) on a "public"
-// segment, and p2pcf-peer (client-js in Node) on each side. Every pair of NAT kinds is run and
-// checked against what the P2PCF protocol promises; one pair has a Chromium peer. docs/nat.md
-// draws the topology and explains the results.
+// The NAT lab (`make nat-test`, and the last step of `make test`): peers behind real NATs made of
+// Linux network namespaces and nftables, our worker and coturn (STUN on two addresses, and TURN)
+// on a "public" segment, and p2pcf-peer (client-js in Node) on each side. Every pair of NAT kinds
+// is run and checked against what the P2PCF protocol promises; one pair has a Chromium peer.
+// docs/nat.md draws the topology and explains the results.
 //
 // Safety: everything lives in namespaces named p2l-*, on 198.51.100.0/24 (TEST-NET-2) and
-// 10.0.x.0/24 LANs; nothing is connected to the root namespace, so nothing can route out. Every
+// 10.0.x.0/24 LANs; nothing is connected to the root namespace, so nothing can route out (the
+// public segment's default route ends inside its own namespace). Every
 // namespace, process and rule goes away on exit, failure or interrupt (and stale p2l-* namespaces
 // from an earlier crashed run are removed first). Every run is bounded in time.
 import { execFileSync, spawn } from 'node:child_process'
@@ -270,7 +271,7 @@ async function main () {
   scratch = mkdtempSync(join(tmpdir(), 'p2pcf-nat-'))
   const places = buildTopology()
   await startServices()
-  if (process.env.NAT_PCAP) { // debugging: UDP captures of the public segment and one NAT of each kind, and the services' logs
+  if (process.env.NAT_PCAP) { // debugging: UDP captures of the public segment and of one NAT per kind, and the services' logs
     for (const [ns, dev] of [['pub', 'br0'], ['r-conb', 'wan'], ['r-conb', 'lan'], ['r-symb', 'wan'], ['r-symb', 'lan']]) {
       await startService(`${PREFIX}${ns}`, `tcpdump ${ns} ${dev}`, 'tcpdump', ['-i', dev, '-n', '-U', '-w', join(process.env.NAT_PCAP, `${ns}-${dev}.pcap`), 'udp'], /listening on/)
     }
