@@ -69,6 +69,7 @@ function preflight () {
   for (const tool of ['nft', 'turnserver']) {
     if (!run('sh', ['-c', `command -v ${tool}`], { quiet: true })) fail(`${tool} is missing: \`make nat-test\` installs nftables and coturn`)
   }
+  if (process.env.NAT_PCAP && !run('sh', ['-c', 'command -v tcpdump'], { quiet: true })) fail('NAT_PCAP needs tcpdump (apt-get install tcpdump)')
   try {
     ip('netns', 'add', `${PREFIX}check`)
     ip('netns', 'del', `${PREFIX}check`)
