@@ -32,10 +32,10 @@ export async function freePort () {
 
 /**
  * Serve one worker. `kind` is 'ours' or 'reference'; `vars` become `--var` flags. With `restart`,
- * a `wrangler dev` that dies (workerd's local runtime segfaults now and then in long runs with
- * hibernating WebSockets, cloudflare/workerd#1422; it has here too, silently) is started again on
- * the same port and state, and says so on stderr with its last output, so one crash of the dev
- * server does not fail every later suite.
+ * a `wrangler dev` that dies (it does now and then in long runs here: silently, or with an empty
+ * `✘ [ERROR]`; docs/protocols.md) is started again on the same port and state, and says so on
+ * stderr with its last output (and in $P2PCF_RESTART_LOG, which tests/run.mjs reads), so one
+ * crash of the dev server does not fail every later suite.
  * Resolves to { url, stop, log } once the worker answers GET /.
  */
 export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, config = CONFIGS[kind].config, restart = false } = {}) {
@@ -106,7 +106,7 @@ export async function startWorker (kind, { vars = {}, cwd = CONFIGS[kind].cwd, c
   const deadline = Date.now() + 90_000
   while (Date.now() < deadline) {
     if (child?.exitCode !== null && !restart) break
-    if (up) return { url, stop, log: () => log, restarts: () => restarts }
+    if (up) return { url, stop, log: () => log }
     await new Promise(r => setTimeout(r, 250))
   }
   stop()

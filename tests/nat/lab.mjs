@@ -6,9 +6,9 @@
 //
 // Safety: everything lives in namespaces named p2l-*, on 198.51.100.0/24 (TEST-NET-2) and
 // 10.0.x.0/24 LANs; nothing is connected to the root namespace, so nothing can route out (the
-// public segment's default route ends inside its own namespace). Every
-// namespace, process and rule goes away on exit, failure or interrupt (and stale p2l-* namespaces
-// from an earlier crashed run are removed first). Every run is bounded in time.
+// public segment's default route ends inside its own namespace). Every namespace, process and
+// rule goes away on exit, failure or interrupt (and stale p2l-* namespaces from an earlier crashed
+// run are removed first). Every run is bounded in time.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -66,10 +66,11 @@ function fail (message) {
 
 function preflight () {
   if (process.getuid?.() !== 0) fail('the NAT lab needs root (it creates network namespaces); run `make nat-test` as root')
+  const installed = tool => run('sh', ['-c', `command -v ${tool}`], { quiet: true })
   for (const tool of ['nft', 'turnserver']) {
-    if (!run('sh', ['-c', `command -v ${tool}`], { quiet: true })) fail(`${tool} is missing: \`make nat-test\` installs nftables and coturn`)
+    if (!installed(tool)) fail(`${tool} is missing: \`make nat-test\` installs nftables and coturn`)
   }
-  if (process.env.NAT_PCAP && !run('sh', ['-c', 'command -v tcpdump'], { quiet: true })) fail('NAT_PCAP needs tcpdump (apt-get install tcpdump)')
+  if (process.env.NAT_PCAP && !installed('tcpdump')) fail('NAT_PCAP needs tcpdump (apt-get install tcpdump)')
   try {
     ip('netns', 'add', `${PREFIX}check`)
     ip('netns', 'del', `${PREFIX}check`)
